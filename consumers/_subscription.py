@@ -1,0 +1,315 @@
+"""The typed subscriber client for downstream services.
+
+    async with Subscription([AccountDisrupted], group_id="my-service", start="earliest") as sub:
+        async for received in sub:
+            handle(received.event)
+
+Delivery is at-least-once: an offset is committed only after the loop body that received the
+event has finished (when the iterator is asked for the next one), and pending commits are flushed
+on exit. A record that cannot be decoded is handed to ``on_invalid`` and skipped, never raised, so
+one bad record cannot stop a service. Events whose id was already delivered in this subscription
+are skipped (``dedupe_window`` ids remembered), because the event id is the idempotency key.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Received", "Start", "Subscription", "subscribe"]
+
+import asyncio
+import datetime as dt
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self
+from uuid import UUID
+
+from disruptfeed.errors import BrokerNotRunningError, InvalidEventError
+from disruptfeed.settings import Settings, get_settings
+from disruptfeed.topics import EVENT_TOPICS
+from schemas import Event, EventBase, codec
+
+log = logging.getLogger(__name__)
+
+Start = Literal["earliest", "latest"] | dt.datetime
+"""Where a subscription starts when its group has no committed offset: an end, or a time."""
+
+InvalidHandler = Callable[["InvalidRecord"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A validated event and where it was read from."""
+
+    event: Event
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRecord:
+    """A record that failed to decode, with its position and the reason."""
+
+    topic: str
+    partition: int
+    offset: int
+    error: InvalidEventError
+
+
+def _log_invalid(record: InvalidRecord) -> None:
+    log.warning(
+        "skipping invalid record %s[%d]@%d: %s",
+        record.topic,
+        record.partition,
+        record.offset,
+        record.error,
+    )
+
+
+def _resolve_topics(settings: Settings, topics: Sequence[str | type[EventBase]]) -> list[str]:
+    names = topics or EVENT_TOPICS
+    full = []
+    for item in names:
+        name = item.topic_name if isinstance(item, type) else item
+        full.append(name if name.startswith(settings.topic_prefix + ".") else settings.topic(name))
+    return full
+
+
+class Subscription:
+    """An async iterator of validated events from one or more of the project's topics.
+
+    Args:
+        topics: event classes, logical topic names (``"account-disrupted"``) or full names;
+            empty means every event topic.
+        settings: connection settings; the process-wide ones by default.
+        group_id: consumer group. ``None`` reads every partition without a group and commits
+            nothing (for tools such as ``tail``).
+        start: where to begin without a committed offset: ``"earliest"``, ``"latest"`` or a
+            timezone-aware time (the first record appended at or after it).
+        stop_at_end: stop once the end offsets seen at start are reached (needs no group).
+        dedupe_window: how many recent event ids to remember for skipping duplicates (0: off).
+        on_invalid: called with each undecodable record; by default it is logged.
+        commit_interval: seconds between offset commits while events flow.
+    """
+
+    def __init__(
+        self,
+        topics: Sequence[str | type[EventBase]] = (),
+        *,
+        settings: Settings | None = None,
+        group_id: str | None = None,
+        start: Start = "latest",
+        stop_at_end: bool = False,
+        dedupe_window: int = 100_000,
+        on_invalid: InvalidHandler = _log_invalid,
+        commit_interval: float = 1.0,
+    ) -> None:
+        if isinstance(start, dt.datetime) and start.tzinfo is None:
+            raise ValueError("start time must be timezone-aware, e.g. 2026-01-01T00:00:00+00:00")
+        if stop_at_end and group_id is not None:
+            raise ValueError("stop_at_end reads whole partitions and needs group_id=None")
+        self._settings = settings or get_settings()
+        self._topics = _resolve_topics(self._settings, topics)
+        self._group_id = group_id
+        self._start = start
+        self._stop_at_end = stop_at_end
+        self._dedupe_window = dedupe_window
+        self._seen: OrderedDict[UUID, None] = OrderedDict()
+        self._on_invalid = on_invalid
+        self._commit_interval = commit_interval
+        self._consumer: Any = None
+        self._end: dict[Any, int] = {}
+        self._processed: dict[tuple[str, int], int] = {}
+        self.skipped_duplicates = 0
+        self.skipped_invalid = 0
+
+    @property
+    def topics(self) -> list[str]:
+        """The full topic names this subscription reads."""
+        return list(self._topics)
+
+    async def start(self) -> None:
+        """Connect, join the group or assign partitions, and position at the start point."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.errors import KafkaConnectionError
+
+        reset = self._start if isinstance(self._start, str) else "earliest"
+        consumer = AIOKafkaConsumer(
+            **self._settings.client_kwargs(),
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=reset,
+            isolation_level="read_committed",
+        )
+        try:
+            await consumer.start()
+        except KafkaConnectionError as exc:
+            await consumer.stop()
+            raise BrokerNotRunningError(
+                f"no broker answers at {self._settings.bootstrap}: start one with "
+                "'disruptfeed broker start' or set DISRUPTFEED_BOOTSTRAP_SERVERS"
+            ) from exc
+        self._consumer = consumer
+        if self._group_id is None:
+            parts = [
+                TopicPartition(t, p)
+                for t in self._topics
+                for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
+            consumer.assign(parts)
+            await self._position(parts)
+            if self._stop_at_end:
+                self._end = {tp: off for tp, off in (await consumer.end_offsets(parts)).items()}
+        else:
+            listener = _seek_on_assign(self) if isinstance(self._start, dt.datetime) else None
+            if listener is None:
+                consumer.subscribe(self._topics)
+            else:
+                consumer.subscribe(self._topics, listener=listener)
+
+    async def _position(self, parts: list[Any]) -> None:
+        consumer = self._consumer
+        if isinstance(self._start, dt.datetime):
+            stamp = int(self._start.timestamp() * 1000)
+            found = await consumer.offsets_for_times(dict.fromkeys(parts, stamp))
+            ends = await consumer.end_offsets(parts)
+            for tp in parts:
+                hit = found.get(tp)
+                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+        elif self._start == "earliest":
+            await consumer.seek_to_beginning(*parts)
+        else:
+            await consumer.seek_to_end(*parts)
+
+    async def stop(self) -> None:
+        """Commit what was processed and disconnect."""
+        if self._consumer is None:
+            return
+        consumer, self._consumer = self._consumer, None
+        try:
+            if self._group_id is not None:
+                await self._commit(consumer)
+        finally:
+            await consumer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def __aiter__(self) -> AsyncIterator[Received]:
+        return self._iterate()
+
+    def _at_end(self) -> bool:
+        return all(self._consumer.position_nowait(tp) >= end for tp, end in self._end.items())
+
+    async def _iterate(self) -> AsyncIterator[Received]:
+        if self._consumer is None:
+            raise RuntimeError("Subscription is not started: use 'async with Subscription(...)'")
+        loop = asyncio.get_running_loop()
+        last_commit = loop.time()
+        consumer = self._consumer
+        while self._consumer is not None:
+            if self._stop_at_end and self._at_end():
+                return
+            batches = await consumer.getmany(timeout_ms=500, max_records=500)
+            for records in batches.values():
+                for record in records:
+                    received = self._decode(record)
+                    if received is not None:
+                        yield received
+                    # Reaching here means the caller's loop body finished with the event.
+                    self._processed[(record.topic, record.partition)] = record.offset + 1
+            if self._group_id is not None and loop.time() - last_commit >= self._commit_interval:
+                await self._commit(consumer)
+                last_commit = loop.time()
+
+    def _decode(self, record: Any) -> Received | None:
+        try:
+            event = codec.decode_record(record.value, record.headers or ())
+        except InvalidEventError as exc:
+            self.skipped_invalid += 1
+            self._on_invalid(InvalidRecord(record.topic, record.partition, record.offset, exc))
+            return None
+        if self._dedupe_window:
+            if event.event_id in self._seen:
+                self.skipped_duplicates += 1
+                return None
+            self._seen[event.event_id] = None
+            if len(self._seen) > self._dedupe_window:
+                self._seen.popitem(last=False)
+        return Received(event, record.topic, record.partition, record.offset, record.timestamp)
+
+    async def _commit(self, consumer: Any) -> None:
+        from aiokafka import TopicPartition
+        from aiokafka.errors import CommitFailedError
+
+        if not self._processed:
+            return
+        offsets = {TopicPartition(t, p): off for (t, p), off in self._processed.items()}
+        self._processed = {}
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # A rebalance took the partitions away; their new owner re-reads from the last
+            # commit, which is what at-least-once promises.
+            log.warning("offset commit failed after a rebalance: %s", exc)
+
+
+def _seek_on_assign(subscription: Subscription) -> Any:
+    from aiokafka import ConsumerRebalanceListener
+
+    class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
+        """Seeks newly assigned partitions to the subscription's start time, once each."""
+
+        def __init__(self) -> None:
+            self._subscription = subscription
+            self._done: set[Any] = set()
+
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            """Nothing to do: commits happen in the iteration loop."""
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            """Position partitions not read yet that have no committed offset."""
+            consumer = self._subscription._consumer
+            fresh = []
+            for tp in assigned:
+                if tp in self._done:
+                    continue
+                self._done.add(tp)
+                if await consumer.committed(tp) is None:
+                    fresh.append(tp)
+            if fresh:
+                await self._subscription._position(fresh)
+
+    return _SeekOnAssign()
+
+
+async def subscribe(
+    *topics: str | type[EventBase],
+    settings: Settings | None = None,
+    group_id: str | None = None,
+    start: Start = "latest",
+    stop_at_end: bool = False,
+) -> AsyncIterator[Event]:
+    """Validated events as an async iterator; the short form of :class:`Subscription`.
+
+    Example: ``async for event in subscribe(AccountDisrupted, group_id="x"): ...``
+
+    See :class:`Subscription` for the arguments and the delivery guarantee.
+    """
+    async with Subscription(
+        topics, settings=settings, group_id=group_id, start=start, stop_at_end=stop_at_end
+    ) as subscription:
+        async for received in subscription:
+            yield received.event

@@ -1,0 +1,5 @@
+"""``python -m disruptfeed``: the same as the ``disruptfeed`` command."""
+
+from disruptfeed.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""Subcommands that manage infrastructure: broker, topics, schemas."""
+
+from __future__ import annotations
+
+__all__ = ["broker", "schemas_group", "topics"]
+
+from pathlib import Path
+
+import click
+
+from disruptfeed.cli._common import EXIT_BROKER, fail, run, settings_from
+from disruptfeed.errors import DisruptFeedError
+from disruptfeed.settings import Settings
+
+
+@click.group()
+def broker() -> None:
+    """Run the embedded single-node Kafka broker (KRaft, from Maven Central jars).
+
+    Needs Java 17+ and Maven; jars are cached under DISRUPTFEED_CACHE_DIR and broker state lives
+    under DISRUPTFEED_DATA_DIR. Not used when DISRUPTFEED_BOOTSTRAP_SERVERS is set.
+    """
+
+
+def _local(settings: Settings) -> object:
+    from disruptfeed.broker import LocalBroker
+
+    if not settings.embedded:
+        fail(
+            f"DISRUPTFEED_BOOTSTRAP_SERVERS is set ({settings.bootstrap}): the embedded broker is "
+            "not used. Unset it to manage the local broker."
+        )
+    return LocalBroker(settings)
+
+
+def start_broker(settings: Settings) -> None:
+    """Start the embedded broker (idempotent) and create the topics; used by start and demo."""
+    from disruptfeed.broker import LocalBroker
+    from disruptfeed.topics import create_topics
+
+    if settings.embedded:
+        local = LocalBroker(settings)
+        try:
+            local.resolve_jars(progress=lambda msg: click.echo(msg, err=True))
+            status = local.start()
+        except DisruptFeedError as exc:
+            fail(str(exc))
+        click.echo(f"broker running at {status.bootstrap_servers} (pid {status.pid})", err=True)
+    created = run(create_topics(settings))
+    for name, state in created.items():
+        click.echo(f"topic {name}: {state}", err=True)
+
+
+@broker.command("start")
+@click.pass_context
+def broker_start(ctx: click.Context) -> None:
+    """Start the broker if it is not running, wait until it answers, create topics."""
+    start_broker(settings_from(ctx))
+
+
+@broker.command("stop")
+@click.pass_context
+def broker_stop(ctx: click.Context) -> None:
+    """Stop the broker cleanly (SIGTERM, then wait for it to exit)."""
+    from disruptfeed.broker import LocalBroker
+
+    local = _local(settings_from(ctx))
+    assert isinstance(local, LocalBroker)
+    click.echo("broker stopped" if local.stop() else "broker was not running", err=True)
+
+
+@broker.command("status")
+@click.pass_context
+def broker_status(ctx: click.Context) -> None:
+    """Say whether the broker runs and answers. Exits 3 if it does not."""
+    from disruptfeed.broker import LocalBroker
+
+    local = _local(settings_from(ctx))
+    assert isinstance(local, LocalBroker)
+    status = local.status()
+    state = "running" if status.running else "stopped"
+    if status.running and not status.answering:
+        state = "running but not answering"
+    click.echo(
+        f"{state}: {status.bootstrap_servers} pid={status.pid} kafka={status.version} "
+        f"data={status.data_dir}"
+    )
+    if not (status.running and status.answering):
+        raise SystemExit(EXIT_BROKER)
+
+
+@click.group()
+def topics() -> None:
+    """Manage the project's topics."""
+
+
+@topics.command("create")
+@click.pass_context
+def topics_create(ctx: click.Context) -> None:
+    """Create every topic that does not exist yet (event topics keep everything)."""
+    from disruptfeed.topics import create_topics
+
+    created = run(create_topics(settings_from(ctx)))
+    for name, state in created.items():
+        click.echo(f"{name}: {state}")
+
+
+@topics.command("list")
+@click.pass_context
+def topics_list(ctx: click.Context) -> None:
+    """Show the topics the project uses and their configuration."""
+    from disruptfeed.topics import topic_specs
+
+    for spec in topic_specs(settings_from(ctx)):
+        conf = " ".join(f"{k}={v}" for k, v in sorted(spec.config.items()))
+        click.echo(
+            f"{spec.name}  partitions={spec.partitions} rf={spec.replication_factor}  {conf}"
+        )
+
+
+@click.group("schemas")
+def schemas_group() -> None:
+    """Export the event schemas for other languages and tools."""
+
+
+@schemas_group.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def schemas_export(ctx: click.Context, directory: Path) -> None:
+    """Write one JSON Schema per event type and an AsyncAPI 3.0 document into DIRECTORY."""
+    from schemas import export
+
+    for path in export(directory, settings_from(ctx)):
+        click.echo(str(path))

@@ -1,0 +1,109 @@
+"""Every error Disruption Feed raises, in one hierarchy.
+
+The ``retriable`` flag (as in aiokafka) tells a caller what to do with a failure: retry the same
+operation later, or give up on the input and dead-letter or reject it.
+
+    DisruptFeedError                    retriable
+    ├── ConfigurationError              no    bad settings, rules or arguments
+    ├── InvalidEventError               no    input that can never become a valid event
+    │   ├── DecodeError                 no    bytes that are not UTF-8 JSON
+    │   └── SchemaValidationError       no    JSON that breaks a schema
+    ├── BrokerError                     yes   the broker could not be reached or refused
+    │   ├── BrokerNotRunningError       yes   no broker answers at the configured address
+    │   └── PublishError                yes   a send failed after the client's own retries
+    ├── LauncherError                   no    the embedded broker cannot be started here
+    │   └── MissingToolError            no    java or mvn is not installed
+    └── ReplayIntegrityError            no    replayed history differs from its manifest
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerError",
+    "BrokerNotRunningError",
+    "ConfigurationError",
+    "DecodeError",
+    "DisruptFeedError",
+    "FieldProblem",
+    "InvalidEventError",
+    "LauncherError",
+    "MissingToolError",
+    "PublishError",
+    "ReplayIntegrityError",
+    "SchemaValidationError",
+]
+
+from dataclasses import dataclass
+
+
+class DisruptFeedError(Exception):
+    """Base class of every error raised by the project."""
+
+    retriable: bool = False
+
+
+class ConfigurationError(DisruptFeedError):
+    """Settings, rule files or command-line arguments that cannot work."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One reason an event was rejected: where in the document, and why."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}" if self.field else self.reason
+
+
+class InvalidEventError(DisruptFeedError):
+    """Input that can never become a valid event; retrying will not help."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+    @property
+    def field(self) -> str:
+        """The first offending field ('' when the whole document is at fault)."""
+        return self.problems[0].field if self.problems else ""
+
+    @property
+    def reason(self) -> str:
+        """The reason for the first problem."""
+        return self.problems[0].reason if self.problems else ""
+
+
+class DecodeError(InvalidEventError):
+    """Bytes that are not a UTF-8 JSON object."""
+
+
+class SchemaValidationError(InvalidEventError):
+    """A JSON document that does not match the schema of its event type."""
+
+
+class BrokerError(DisruptFeedError):
+    """The broker could not be reached or refused a request; worth retrying."""
+
+    retriable = True
+
+
+class BrokerNotRunningError(BrokerError):
+    """Nothing answers at the configured bootstrap address."""
+
+
+class PublishError(BrokerError):
+    """A send failed after the Kafka client exhausted its own retries."""
+
+
+class LauncherError(DisruptFeedError):
+    """The embedded broker cannot be started on this machine as configured."""
+
+
+class MissingToolError(LauncherError):
+    """A program the embedded broker needs (java, mvn) is not on PATH."""
+
+
+class ReplayIntegrityError(DisruptFeedError):
+    """Replayed history does not match what was recorded: missing, extra or altered events."""

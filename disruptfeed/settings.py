@@ -1,0 +1,111 @@
+"""The one settings object, and the only place the environment is read.
+
+Every value comes from a ``DISRUPTFEED_*`` environment variable (or a ``.env`` file in the working
+directory), falling back to defaults that run the whole product on one machine: an embedded broker
+on 127.0.0.1, state under the user's data directory, and jars cached outside the repository.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Settings", "get_settings"]
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    base = os.environ.get(var)
+    return Path(base) if base else Path.home() / fallback
+
+
+class Settings(BaseSettings):
+    """Kafka connection, topic layout and local-broker options.
+
+    Leave ``bootstrap_servers`` unset to use the embedded broker that ``disruptfeed broker start``
+    runs; set ``DISRUPTFEED_BOOTSTRAP_SERVERS`` to point everything at an existing cluster.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="DISRUPTFEED_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- Kafka connection ----------------------------------------------------------------------
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="Comma-separated host:port list. Unset: the embedded local broker.",
+    )
+    client_id: str = "disruptfeed"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+
+    # --- Topics --------------------------------------------------------------------------------
+    topic_prefix: str = Field(default="disruptfeed", pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(default=3, ge=1, le=1_000)
+    replication_factor: int = Field(default=1, ge=1, le=32)
+
+    # --- Producer tuning -----------------------------------------------------------------------
+    # lz4 compresses JSON about 3x at a fraction of gzip's CPU; 20 ms of linger fills batches
+    # under load while keeping publish-to-alert latency far below our 100 ms budget.
+    compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
+    linger_ms: int = Field(default=20, ge=0, le=10_000)
+    max_batch_size: int = Field(default=256 * 1024, ge=16 * 1024)
+
+    # --- Embedded broker -----------------------------------------------------------------------
+    kafka_version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$")
+    broker_port: int = Field(default=19092, ge=1, le=65_535)
+    controller_port: int = Field(default=19093, ge=1, le=65_535)
+    broker_heap: str = Field(default="512m", pattern=r"^\d+[mMgG]$")
+    data_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "disruptfeed"
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "disruptfeed"
+    )
+
+    @property
+    def embedded(self) -> bool:
+        """True when no external cluster is configured."""
+        return self.bootstrap_servers is None
+
+    @property
+    def bootstrap(self) -> str:
+        """The address every client connects to."""
+        return self.bootstrap_servers or f"127.0.0.1:{self.broker_port}"
+
+    def topic(self, name: str) -> str:
+        """Full topic name for one of the project's logical topics."""
+        return f"{self.topic_prefix}.{name}"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by every aiokafka client (producer, consumer, admin)."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism is not None:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            import ssl
+
+            kwargs["ssl_context"] = ssl.create_default_context()
+        return kwargs
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

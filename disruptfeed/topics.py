@@ -1,0 +1,123 @@
+"""The project's topics, their configuration, and idempotent creation.
+
+One topic per event type keeps each consumer's schema single and lets retention differ by kind;
+event history topics keep everything, because replay for audits must reach any time range.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ALERTS",
+    "DEAD_LETTER",
+    "EVENT_TOPICS",
+    "TopicSpec",
+    "create_topics",
+    "topic_for",
+    "topic_specs",
+]
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from disruptfeed.errors import BrokerError, BrokerNotRunningError
+from disruptfeed.settings import Settings
+from schemas import EVENT_TYPES, EventBase
+
+DEAD_LETTER: Final = "dead-letter"
+ALERTS: Final = "alerts"
+EVENT_TOPICS: Final = tuple(cls.topic_name for cls in EVENT_TYPES)
+
+_KEEP_FOREVER: Final = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """A topic to create: its full name, partition count and configuration."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_for(settings: Settings, event: EventBase | type[EventBase]) -> str:
+    """The full topic name an event (or event class) is published to."""
+    return settings.topic(event.topic_name)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic the project needs, with explicit configuration."""
+    rf = settings.replication_factor
+    # Duplicate appends from producer retries are prevented by idempotence; a topic also
+    # rejects records larger than an event can be (64 KiB) with a margin for headers.
+    common = {"max.message.bytes": str(1024 * 1024), "message.timestamp.type": "CreateTime"}
+    specs = [
+        TopicSpec(settings.topic(name), settings.partitions, rf, {**common, **_KEEP_FOREVER})
+        for name in EVENT_TOPICS
+    ]
+    specs.append(
+        TopicSpec(settings.topic(DEAD_LETTER), settings.partitions, rf, {**common, **_KEEP_FOREVER})
+    )
+    # Alerts keyed by fingerprint: compaction would drop firing/resolved history, so keep a year.
+    specs.append(
+        TopicSpec(
+            settings.topic(ALERTS),
+            settings.partitions,
+            rf,
+            {**common, "retention.ms": str(365 * 24 * 3600 * 1000), "cleanup.policy": "delete"},
+        )
+    )
+    return specs
+
+
+async def create_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> dict[str, str]:
+    """Create the topics that do not exist yet.
+
+    Returns:
+        A map of topic name to ``"created"`` or ``"exists"``.
+
+    Raises:
+        BrokerNotRunningError: nothing answers at the bootstrap address.
+        BrokerError: the broker refused to create a topic.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    specs = topic_specs(settings) if specs is None else specs
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:
+        raise BrokerNotRunningError(
+            f"no broker answers at {settings.bootstrap}: start one with "
+            "'disruptfeed broker start' or set DISRUPTFEED_BOOTSTRAP_SERVERS"
+        ) from exc
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config)
+                    for s in missing
+                ]
+            )
+            for name, code, message in _topic_errors(response):
+                # 36 = TOPIC_ALREADY_EXISTS: another process won the race; that is fine.
+                if code not in (0, 36):
+                    raise BrokerError(f"could not create topic {name}: error {code} {message}")
+        return {s.name: ("created" if s in missing else "exists") for s in specs}
+    except KafkaError as exc:
+        raise BrokerError(f"creating topics failed: {exc}") from exc
+    finally:
+        await admin.close()
+
+
+def _topic_errors(response: object) -> list[tuple[str, int, str]]:
+    rows = getattr(response, "topic_errors", [])
+    result = []
+    for row in rows:
+        name, code = row[0], row[1]
+        message = row[2] if len(row) > 2 else ""
+        result.append((str(name), int(code), str(message or "")))
+    return result

@@ -1,0 +1,188 @@
+"""The typed async producer: validated events in, acknowledged records out.
+
+Settings that matter, and why:
+- ``enable_idempotence=True`` with ``acks="all"``: a retried send never appends a record twice,
+  and an acknowledged record survives a broker restart.
+- ``compression_type`` (lz4 by default) and ``linger_ms`` (20 ms): JSON compresses about 3x, and
+  a short linger fills batches under load at a latency cost far below the alerting budget.
+- ``max_batch_size`` 256 KiB: several hundred events of 300-600 bytes travel per request.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FeedProducer", "PublishOutcome"]
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID
+
+from disruptfeed.errors import (
+    BrokerNotRunningError,
+    DisruptFeedError,
+    PublishError,
+)
+from disruptfeed.settings import Settings, get_settings
+from disruptfeed.topics import topic_for
+from schemas import EventBase, codec
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOutcome:
+    """What happened to one event handed to :meth:`FeedProducer.publish_many`."""
+
+    event_id: UUID
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    error: DisruptFeedError | None = None
+    duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the broker acknowledged the record (or it was a skipped duplicate)."""
+        return self.error is None
+
+
+class FeedProducer:
+    """Publishes typed events as CloudEvents records on the project's topics.
+
+    Use as an async context manager::
+
+        async with FeedProducer() as producer:
+            await producer.publish(event)
+    """
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        self._settings = settings or get_settings()
+        self._overrides = overrides
+        self._producer: Any = None
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this producer was built from."""
+        return self._settings
+
+    def client_config(self) -> dict[str, Any]:
+        """The aiokafka producer configuration, documented in the module docstring."""
+        s = self._settings
+        return {
+            **s.client_kwargs(),
+            "acks": "all",
+            "enable_idempotence": True,
+            "compression_type": s.compression_type,
+            "linger_ms": s.linger_ms,
+            "max_batch_size": s.max_batch_size,
+            **self._overrides,
+        }
+
+    async def start(self) -> None:
+        """Connect to the broker.
+
+        Raises:
+            BrokerNotRunningError: nothing answers at the bootstrap address.
+        """
+        from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import KafkaConnectionError
+
+        producer = AIOKafkaProducer(**self.client_config())
+        try:
+            await producer.start()
+        except KafkaConnectionError as exc:
+            await producer.stop()
+            raise BrokerNotRunningError(
+                f"no broker answers at {self._settings.bootstrap}: start one with "
+                "'disruptfeed broker start' or set DISRUPTFEED_BOOTSTRAP_SERVERS"
+            ) from exc
+        self._producer = producer
+
+    async def stop(self) -> None:
+        """Flush what is pending and disconnect."""
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _require(self) -> Any:
+        if self._producer is None:
+            raise RuntimeError("FeedProducer is not started: use 'async with FeedProducer()'")
+        return self._producer
+
+    async def _send(self, event: EventBase) -> asyncio.Future[Any]:
+        # The record timestamp stays the append time, so time-range lookups (offsets_for_times)
+        # follow the log's order; event time travels in the body and in ce_time.
+        fut: asyncio.Future[Any] = await self._require().send(
+            topic_for(self._settings, event),
+            value=codec.encode(event),
+            key=codec.key(event),
+            headers=codec.headers(event),
+        )
+        return fut
+
+    async def publish(self, event: EventBase) -> PublishOutcome:
+        """Publish one event and wait for the broker's acknowledgement.
+
+        Raises:
+            PublishError: the broker did not acknowledge the record.
+        """
+        outcome = (await self.publish_many([event]))[0]
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome
+
+    async def publish_many(self, events: Iterable[EventBase]) -> list[PublishOutcome]:
+        """Publish a batch and report each event's outcome, in input order.
+
+        Events are sent without waiting for each other, so they share broker requests; an event
+        whose id already appeared in the batch is not sent again and is reported as a duplicate.
+        """
+        from aiokafka.errors import KafkaError
+
+        seen: set[UUID] = set()
+        pending: list[tuple[EventBase, asyncio.Future[Any] | PublishOutcome]] = []
+        for event in events:
+            topic = topic_for(self._settings, event)
+            if event.event_id in seen:
+                pending.append((event, PublishOutcome(event.event_id, topic, duplicate=True)))
+                continue
+            seen.add(event.event_id)
+            try:
+                pending.append((event, await self._send(event)))
+            except KafkaError as exc:
+                pending.append((event, PublishOutcome(event.event_id, topic, error=_wrap(exc))))
+        outcomes: list[PublishOutcome] = []
+        for event, item in pending:
+            if isinstance(item, PublishOutcome):
+                outcomes.append(item)
+                continue
+            topic = topic_for(self._settings, event)
+            try:
+                meta = await item
+            except KafkaError as exc:
+                outcomes.append(PublishOutcome(event.event_id, topic, error=_wrap(exc)))
+            else:
+                outcomes.append(PublishOutcome(event.event_id, topic, meta.partition, meta.offset))
+        return outcomes
+
+    async def flush(self) -> None:
+        """Wait until every record sent so far is acknowledged."""
+        await self._require().flush()
+
+
+def _wrap(exc: Exception) -> PublishError:
+    error = PublishError(f"{type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error

@@ -1,0 +1,148 @@
+"""The one codec: events to and from Kafka records (CloudEvents 1.0, Kafka binary mode).
+
+A record's value is the event's JSON document (encoded with orjson); its key is the actor region;
+its headers carry the CloudEvents attributes, so routers and auditors can read the envelope without
+parsing the body. Decoding validates the body with pydantic and checks that the headers agree.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CE_SOURCE_DEFAULT",
+    "CONTENT_TYPE",
+    "MAX_EVENT_BYTES",
+    "EventCodec",
+    "ce_type",
+    "codec",
+]
+
+from collections.abc import Iterable
+from typing import Any, Final, get_args
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from disruptfeed.errors import DecodeError, FieldProblem, SchemaValidationError
+from schemas._events import Event, EventBase
+from schemas._types import EventType
+
+CONTENT_TYPE: Final = "application/json"
+CE_SOURCE_DEFAULT: Final = "urn:disruptfeed"
+MAX_EVENT_BYTES: Final = 64 * 1024
+"""Largest encoded event accepted. Real events are under 2 KiB; anything bigger is a mistake."""
+
+_TAGS: Final = frozenset(get_args(EventType))
+
+
+def ce_type(event_type: str, version: int = 1) -> str:
+    """The CloudEvents ``type`` of an event type: ``io.disruptfeed.account.disrupted.v1``."""
+    return f"io.disruptfeed.{event_type}.v{version}"
+
+
+def _problems(exc: ValidationError) -> list[FieldProblem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = list(err["loc"])
+        # The discriminated union puts the tag first ("account.disrupted", "accounts"): drop it.
+        if loc and loc[0] in _TAGS:
+            loc = loc[1:]
+        field = ".".join(str(part) for part in loc)
+        msg = err["msg"]
+        if err["type"] == "union_tag_invalid":
+            field = "type"
+        elif err["type"] == "union_tag_not_found":
+            field, msg = "type", "missing: every event needs a 'type' field"
+        problems.append(FieldProblem(field, msg))
+    return problems
+
+
+class EventCodec:
+    """Encodes events to record parts and decodes record parts to validated events."""
+
+    def __init__(self) -> None:
+        self._adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+    # --- encoding ----------------------------------------------------------------------------
+    def encode(self, event: EventBase) -> bytes:
+        """The record value: the event's JSON document."""
+        return orjson.dumps(event.model_dump(mode="python"))
+
+    def key(self, event: EventBase) -> bytes:
+        """The record key: the actor region, so one region's events keep their order."""
+        return event.region.encode()
+
+    def headers(self, event: EventBase) -> list[tuple[str, bytes]]:
+        """CloudEvents binary-mode headers for an event."""
+        return [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", str(event.event_id).encode()),
+            ("ce_source", event.source.encode()),
+            ("ce_type", ce_type(event.type, event.schema_version).encode()),
+            ("ce_time", event.occurred_at.isoformat().encode()),
+            ("ce_subject", event.region.encode()),
+            ("content-type", CONTENT_TYPE.encode()),
+        ]
+
+    # --- decoding ----------------------------------------------------------------------------
+    def decode(self, data: bytes | str) -> Event:
+        """Validate one JSON document into an event.
+
+        Raises:
+            DecodeError: the bytes are not a UTF-8 JSON object, or too large.
+            SchemaValidationError: the JSON does not match its event type's schema.
+        """
+        size = len(data)
+        if size > MAX_EVENT_BYTES:
+            raise DecodeError(
+                [FieldProblem("", f"event is {size} bytes; the limit is {MAX_EVENT_BYTES}")]
+            )
+        try:
+            return self._adapter.validate_json(data)
+        except ValidationError as exc:
+            if exc.errors()[0]["type"] == "json_invalid":
+                raise DecodeError([_json_problem(data, exc)]) from None
+            raise SchemaValidationError(_problems(exc)) from None
+
+    def decode_record(
+        self, value: bytes | None, headers: Iterable[tuple[str, bytes]] = ()
+    ) -> Event:
+        """Decode a Kafka record and check that its CloudEvents headers agree with the body."""
+        if value is None:
+            raise DecodeError([FieldProblem("", "record has no value (tombstone)")])
+        event = self.decode(value)
+        for name, raw in headers:
+            if name == "ce_id" and raw != str(event.event_id).encode():
+                raise SchemaValidationError(
+                    [
+                        FieldProblem(
+                            "ce_id", f"header {raw!r} differs from event_id {event.event_id}"
+                        )
+                    ]
+                )
+            if name == "ce_type" and raw != ce_type(event.type, event.schema_version).encode():
+                raise SchemaValidationError(
+                    [FieldProblem("ce_type", f"header {raw!r} differs from type {event.type!r}")]
+                )
+        return event
+
+    def to_dict(self, event: EventBase) -> dict[str, Any]:
+        """The event as plain JSON-compatible data."""
+        result: dict[str, Any] = orjson.loads(self.encode(event))
+        return result
+
+    def dumps(self, obj: Any) -> bytes:
+        """Orjson for any other JSON the project writes (alerts, exports, summaries)."""
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def _json_problem(data: bytes | str, exc: ValidationError) -> FieldProblem:
+    if isinstance(data, bytes):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return FieldProblem("", f"not valid UTF-8: byte {err.start} is {data[err.start]:#04x}")
+    return FieldProblem("", exc.errors()[0]["msg"])
+
+
+codec: Final = EventCodec()
+"""The process-wide codec instance."""

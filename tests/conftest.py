@@ -1,0 +1,100 @@
+"""Fixtures: one real Kafka broker per test session, and unique topics per test.
+
+The broker comes from, in order of preference:
+1. ``DISRUPTFEED_BOOTSTRAP_SERVERS`` (an existing cluster; nothing is started or stopped);
+2. testcontainers' ``KafkaContainer`` where a Docker engine answers;
+3. the project's own launcher (Kafka from Maven Central jars), on ports from bind(0).
+All three are real Kafka; there is no fake broker.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from disruptfeed.settings import Settings
+from disruptfeed.topics import create_topics
+
+KAFKA_IMAGE = "apache/kafka:4.1.1"
+
+
+def _docker_answers() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        done = subprocess.run([docker, "info"], capture_output=True, timeout=10, check=False)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bootstrap address of a real broker for the whole session."""
+    from disruptfeed.broker import LocalBroker, free_port, wait_until_ready
+
+    base = Settings()
+    if base.bootstrap_servers:
+        wait_until_ready(base.bootstrap_servers, timeout=60)
+        yield base.bootstrap_servers
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    data = tmp_path_factory.mktemp("kafka")
+    broker = LocalBroker(
+        Settings(data_dir=data, cache_dir=base.cache_dir),
+        data_dir=data / "broker",
+        port=free_port(),
+        controller_port=free_port(),
+    )
+    status = broker.start()
+    try:
+        yield status.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+SettingsFactory = Callable[..., Awaitable[Settings]]
+
+
+@pytest.fixture
+def make_settings(kafka_bootstrap: str) -> SettingsFactory:
+    """Settings pointing at the session broker, with a topic prefix no other test uses.
+
+    The topics are created before the settings are returned.
+    """
+
+    async def make(**overrides: object) -> Settings:
+        fields: dict[str, object] = {
+            "bootstrap_servers": kafka_bootstrap,
+            "topic_prefix": f"t-{uuid.uuid4().hex[:12]}",
+            "partitions": 3,
+            "linger_ms": 5,
+        }
+        fields.update(overrides)
+        settings = Settings(**fields)  # type: ignore[arg-type]
+        await create_topics(settings)
+        return settings
+
+    return make
+
+
+@pytest.fixture
+def group_id() -> str:
+    """A consumer group no other test uses."""
+    return f"g-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
