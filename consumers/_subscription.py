@@ -6,7 +6,8 @@
 
 Delivery is at-least-once: an offset is committed only after the loop body that received the
 event has finished (when the iterator is asked for the next one), and pending commits are flushed
-on exit. A record that cannot be decoded is handed to ``on_invalid`` and skipped, never raised, so
+on exit (call :meth:`Subscription.commit` before a ``break`` to include the event in hand).
+A record that cannot be decoded is handed to ``on_invalid`` and skipped, never raised, so
 one bad record cannot stop a service. Events whose id was already delivered in this subscription
 are skipped (``dedupe_window`` ids remembered), because the event id is the idempotency key.
 """
@@ -25,7 +26,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 from uuid import UUID
 
-from disruptfeed.errors import BrokerNotRunningError, InvalidEventError
+from disruptfeed.errors import BrokerNotRunningError, ConfigurationError, InvalidEventError
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import EVENT_TOPICS
 from schemas import Event, EventBase, codec
@@ -123,6 +124,7 @@ class Subscription:
         self._consumer: Any = None
         self._end: dict[Any, int] = {}
         self._processed: dict[tuple[str, int], int] = {}
+        self._in_hand: tuple[str, int, int] | None = None
         self.skipped_duplicates = 0
         self.skipped_invalid = 0
 
@@ -153,11 +155,27 @@ class Subscription:
                 "'disruptfeed broker start' or set DISRUPTFEED_BOOTSTRAP_SERVERS"
             ) from exc
         self._consumer = consumer
+        try:
+            await self._assign_or_subscribe(consumer, TopicPartition)
+        except BaseException:
+            self._consumer = None
+            await consumer.stop()
+            raise
+
+    async def _assign_or_subscribe(self, consumer: Any, topic_partition: Any) -> None:
+        # A fresh cluster snapshot: the client's cached metadata may not know new topics yet.
+        cluster = await consumer._client.fetch_all_metadata()
+        missing = [t for t in self._topics if t not in cluster.topics()]
+        if missing:
+            raise ConfigurationError(
+                f"topic(s) {', '.join(missing)} do not exist at {self._settings.bootstrap}: "
+                "create them with 'disruptfeed topics create'"
+            )
         if self._group_id is None:
             parts = [
-                TopicPartition(t, p)
+                topic_partition(t, p)
                 for t in self._topics
-                for p in sorted(consumer.partitions_for_topic(t) or ())
+                for p in sorted(cluster.partitions_for_topic(t) or ())
             ]
             consumer.assign(parts)
             await self._position(parts)
@@ -210,8 +228,12 @@ class Subscription:
     def __aiter__(self) -> AsyncIterator[Received]:
         return self._iterate()
 
-    def _at_end(self) -> bool:
-        return all(self._consumer.position_nowait(tp) >= end for tp, end in self._end.items())
+    async def _at_end(self) -> bool:
+        for tp, end in list(self._end.items()):
+            if await self._consumer.position(tp) < end:
+                return False
+            del self._end[tp]  # done with this partition for good
+        return True
 
     async def _iterate(self) -> AsyncIterator[Received]:
         if self._consumer is None:
@@ -220,14 +242,16 @@ class Subscription:
         last_commit = loop.time()
         consumer = self._consumer
         while self._consumer is not None:
-            if self._stop_at_end and self._at_end():
+            if self._stop_at_end and await self._at_end():
                 return
             batches = await consumer.getmany(timeout_ms=500, max_records=500)
             for records in batches.values():
                 for record in records:
                     received = self._decode(record)
                     if received is not None:
+                        self._in_hand = (record.topic, record.partition, record.offset)
                         yield received
+                        self._in_hand = None
                     # Reaching here means the caller's loop body finished with the event.
                     self._processed[(record.topic, record.partition)] = record.offset + 1
             if self._group_id is not None and loop.time() - last_commit >= self._commit_interval:
@@ -249,6 +273,19 @@ class Subscription:
             if len(self._seen) > self._dedupe_window:
                 self._seen.popitem(last=False)
         return Received(event, record.topic, record.partition, record.offset, record.timestamp)
+
+    async def commit(self) -> None:
+        """Commit now, counting the event in hand as processed.
+
+        Call it after handling an event you are about to ``break`` on: leaving the loop any other
+        way leaves that event uncommitted, so it is delivered again (at-least-once).
+        """
+        if self._in_hand is not None:
+            topic, partition, offset = self._in_hand
+            self._processed[(topic, partition)] = offset + 1
+            self._in_hand = None
+        if self._consumer is not None and self._group_id is not None:
+            await self._commit(self._consumer)
 
     async def _commit(self, consumer: Any) -> None:
         from aiokafka import TopicPartition

@@ -96,7 +96,8 @@ async def _probe(
             await asyncio.wait_for(client.bootstrap(), wait_s + 5.0)
             return None if client.cluster.brokers() else "the metadata lists no brokers yet"
         except (KafkaError, OSError, TimeoutError) as exc:
-            return f"{type(exc).__name__}: {exc}"
+            name, text = type(exc).__name__, str(exc)
+            return text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
         finally:
             await client.close()
 

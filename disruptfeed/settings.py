@@ -58,6 +58,25 @@ class Settings(BaseSettings):
     linger_ms: int = Field(default=20, ge=0, le=10_000)
     max_batch_size: int = Field(default=256 * 1024, ge=16 * 1024)
 
+    # --- Stream worker (Faust) ---------------------------------------------------------------
+    worker_host: str = Field(default="127.0.0.1", description="Address the query API binds to.")
+    worker_port: int = Field(default=6066, ge=1, le=65_535)
+    worker_store: str = Field(
+        default="rocksdb://",
+        pattern=r"^(rocksdb|memory)://$",
+        description="Table store: rocksdb:// keeps state on disk, memory:// rebuilds on start.",
+    )
+    grace_seconds: int = Field(
+        default=3_600,
+        ge=0,
+        description="How far behind its partition's stream time an event may arrive and still "
+        "land in rolling windows; later events count in totals and as late.",
+    )
+    rules_file: Path | None = Field(
+        default=None, description="Alert rules (TOML). Unset: the rules shipped with the project."
+    )
+    commit_interval: float = Field(default=1.0, gt=0, le=60)
+
     # --- Embedded broker -----------------------------------------------------------------------
     kafka_version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$")
     broker_port: int = Field(default=19092, ge=1, le=65_535)
