@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         default=None, description="Alert rules (TOML). Unset: the rules shipped with the project."
     )
     commit_interval: float = Field(default=1.0, gt=0, le=60)
+    session_timeout: float = Field(
+        default=10.0,
+        ge=6,
+        le=300,
+        description="Seconds before the group gives a silent worker's partitions to another; "
+        "a crashed worker's replacement waits this long.",
+    )
 
     # --- Embedded broker -----------------------------------------------------------------------
     kafka_version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$")

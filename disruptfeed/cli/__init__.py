@@ -12,6 +12,7 @@ from disruptfeed import __version__
 from disruptfeed.cli._admin import broker, schemas_group, topics
 from disruptfeed.cli._demo import demo
 from disruptfeed.cli._events import publish, sample, tail
+from disruptfeed.cli._streams import alerts, counts, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -30,5 +31,5 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (broker, topics, schemas_group, publish, tail, sample, demo):
+for command in (broker, topics, schemas_group, publish, tail, sample, demo, worker, counts, alerts):
     main.add_command(command)

@@ -1,0 +1,98 @@
+"""Subcommands for the stream worker: worker, counts, alerts."""
+
+from __future__ import annotations
+
+__all__ = ["alerts", "counts", "worker"]
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import click
+
+from disruptfeed.cli._common import EXIT_BROKER, fail, settings_from
+from disruptfeed.settings import Settings
+
+
+@click.command()
+@click.option(
+    "--loglevel",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="Faust's log level.",
+)
+@click.pass_context
+def worker(ctx: click.Context, loglevel: str) -> None:
+    """Run the stream worker: rolling counts per region, alerts, and the query API.
+
+    Consumes the three event topics from the start of their history, counts each event id once,
+    sends alerts to the alerts topic and invalid records to the dead-letter topic, and serves
+    counts on http://DISRUPTFEED_WORKER_HOST:DISRUPTFEED_WORKER_PORT (default 127.0.0.1:6066).
+    Alert rules: DISRUPTFEED_RULES_FILE (TOML), or the rules shipped in streams/rules.toml.
+    """
+    from disruptfeed.errors import DisruptFeedError
+    from streams.app import run_worker
+
+    try:
+        run_worker(settings_from(ctx), loglevel=loglevel)
+    except DisruptFeedError as exc:
+        fail(str(exc))
+
+
+def _get(settings: Settings, path: str) -> Any:
+    url = f"http://{settings.worker_host}:{settings.worker_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        fail(f"the worker at {url} answered {exc.code}: {exc.read().decode()[:200]}", EXIT_BROKER)
+    except OSError as exc:
+        fail(
+            f"no worker answers at {url} ({exc}); start one with 'disruptfeed worker'",
+            EXIT_BROKER,
+        )
+
+
+def format_counts(data: dict[str, dict[str, dict[str, int]]]) -> str:
+    """A table of counts: one row per region and event type."""
+    lines = [f"{'region':<8} {'event type':<19} {'1h':>7} {'24h':>7} {'7d':>7} {'total':>8}"]
+    for region, types in data.items():
+        for event_type, row in types.items():
+            lines.append(
+                f"{region:<8} {event_type:<19} {row['1h']:>7} {row['24h']:>7} {row['7d']:>7} "
+                f"{row['total']:>8}"
+            )
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--region", default=None, help="One region (ISO 3166-1 alpha-2 or 'unknown').")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: region -> type -> windows.")
+@click.pass_context
+def counts(ctx: click.Context, region: str | None, as_json: bool) -> None:
+    """Print rolling counts (1h, 24h, 7d, total) per region and event type from the worker."""
+    settings = settings_from(ctx)
+    data = _get(settings, f"/counts/{region}" if region else "/counts")
+    if as_json:
+        click.echo(json.dumps(data, sort_keys=True))
+    elif not data:
+        click.echo("no events counted yet" + (f" for {region}" if region else ""))
+    else:
+        click.echo(format_counts(data))
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the alerts as JSON.")
+@click.pass_context
+def alerts(ctx: click.Context, as_json: bool) -> None:
+    """Print the alerts firing now."""
+    data = _get(settings_from(ctx), "/alerts")
+    if as_json:
+        click.echo(json.dumps(data, sort_keys=True))
+        return
+    if not data["alerts"]:
+        click.echo(f"no alerts firing (stream time {data['stream_time']})")
+    for alert in data["alerts"]:
+        click.echo(f"[{alert['severity']:<8}] {alert['summary']}")

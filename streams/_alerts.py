@@ -1,0 +1,327 @@
+"""The alert record the worker publishes, its Kafka codec, and the lifecycle that emits it.
+
+An alert is one message about one *episode*: a period during which a rule's condition held for one
+set of labels (region and event type, plus a network or report id for the immediate rules). The
+episode is named by its ``fingerprint``; each message by its ``alert_id``, derived from the
+fingerprint, the status and the episode's start, so replaying the same history gives the same ids
+and a repeated ``firing`` is recognisably the same alert as the first.
+
+:class:`Lifecycle` keeps one :class:`Episode` per fingerprint and decides, Alertmanager-style and in
+stream time only, when a message is due: the first ``firing``, repeats, the one ``resolved``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ALERT_CE_SOURCE",
+    "ALERT_NAMESPACE",
+    "MAX_SAMPLES",
+    "Alert",
+    "AlertKind",
+    "AlertStatus",
+    "Episode",
+    "Lifecycle",
+    "Severity",
+    "alert_ce_type",
+    "alert_headers",
+    "alert_key",
+    "decode_alert",
+    "derive_alert_id",
+    "encode_alert",
+    "fingerprint",
+    "from_ms",
+    "merge_samples",
+    "to_ms",
+]
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Literal, Self
+from uuid import UUID, uuid5
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from schemas._codec import CONTENT_TYPE, codec
+
+AlertKind = Literal["threshold", "surge", "new-network", "report"]
+Severity = Literal["info", "warning", "critical"]
+AlertStatus = Literal["firing", "resolved"]
+
+ALERT_NAMESPACE: Final = UUID("be42e37c-ef0e-4438-bda3-544c2f3ba5a6")
+"""Namespace of the uuid5 alert ids. Never change it: ids already published would not recur."""
+ALERT_CE_SOURCE: Final = "urn:disruptfeed:worker"
+MAX_SAMPLES: Final = 10
+"""Most event ids an alert carries as examples."""
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS: Final = dt.timedelta(milliseconds=1)
+
+
+def to_ms(when: dt.datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime (floored, so exact for whole ms)."""
+    # Integer timedelta arithmetic: timestamp() goes through a float and can be off by one ms.
+    return (when - _EPOCH) // _MS
+
+
+def from_ms(ms: int) -> dt.datetime:
+    """The UTC datetime of a millisecond timestamp."""
+    return _EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def fingerprint(rule: str, labels: dict[str, str]) -> str:
+    """The episode key: hex SHA-256 of the rule name and its sorted labels.
+
+    Canonical JSON (compact, labels sorted by name) keeps the input unambiguous, whatever the
+    names contain, and the same on every run and machine.
+    """
+    canonical = orjson.dumps([rule, sorted(labels.items())])
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def derive_alert_id(fingerprint: str, status: AlertStatus, starts_at: dt.datetime) -> UUID:
+    """The deterministic id of an alert message: ``uuid5(fingerprint:status:starts_at_ms)``."""
+    return uuid5(ALERT_NAMESPACE, f"{fingerprint}:{status}:{to_ms(starts_at)}")
+
+
+class Alert(BaseModel):
+    """One alert message: a rule's condition started, still holds, or ended for some labels."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    alert_id: UUID = Field(description="uuid5 of fingerprint, status and starts_at (in ms).")
+    rule: str = Field(description="Name of the rule that raised it.")
+    kind: AlertKind
+    region: str = Field(description="Actor region the alert is about.")
+    event_type: str = Field(description="Event type the alert is about.")
+    severity: Severity
+    status: AlertStatus
+    window: str | None = Field(default=None, description="Rolling window counted, e.g. '1h'.")
+    value: int | None = Field(default=None, description="Events in the window at evaluation.")
+    threshold: float | None = Field(
+        default=None, description="The count required: N, or max(min_count, k x baseline)."
+    )
+    baseline: float | None = Field(
+        default=None, description="Surge rules: average count per window over the baseline."
+    )
+    sample_event_ids: tuple[UUID, ...] = Field(default=(), max_length=MAX_SAMPLES)
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$", description="Episode key; Kafka key.")
+    starts_at: AwareDatetime = Field(description="Event time the episode started.")
+    ends_at: AwareDatetime | None = Field(default=None, description="Set when resolved.")
+    evaluated_at: AwareDatetime = Field(description="Stream time of the evaluation.")
+    summary: str = Field(min_length=1, description="One human-readable sentence.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.status == "resolved") != (self.ends_at is not None):
+            raise ValueError("ends_at is set exactly when status is 'resolved'")
+        expected = derive_alert_id(self.fingerprint, self.status, self.starts_at)
+        if self.alert_id != expected:
+            raise ValueError(f"alert_id {self.alert_id} is not the derived id {expected}")
+        return self
+
+
+def merge_samples(old: Sequence[UUID], new: Sequence[UUID]) -> tuple[UUID, ...]:
+    """The most recent distinct ids of both, oldest first, at most :data:`MAX_SAMPLES`."""
+    return tuple(dict.fromkeys([*old, *new]))[-MAX_SAMPLES:]
+
+
+class Episode(BaseModel):
+    """What the engine remembers about one firing alert: one row of its persisted state.
+
+    Window rules (``threshold``, ``surge``) hold while ``value >= threshold``; immediate rules
+    hold until ``hold_until_ms``. Times are stream time in epoch milliseconds.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+    rule: str
+    kind: AlertKind
+    severity: Severity
+    labels: dict[str, str]
+    starts_ms: int
+    last_sent_ms: int
+    last_eval_ms: int
+    window: str | None = None
+    value: int | None = None
+    threshold: float | None = None
+    baseline: float | None = None
+    hold_until_ms: int | None = None
+    sample_ids: tuple[UUID, ...] = Field(default=(), max_length=MAX_SAMPLES)
+    summary: str
+
+    def holds(self, now_ms: int) -> bool:
+        """Whether the condition still holds at stream time ``now_ms``."""
+        if self.hold_until_ms is not None:
+            return now_ms < self.hold_until_ms
+        return (
+            self.value is not None and self.threshold is not None and self.value >= self.threshold
+        )
+
+    def observe(self, fresh: Episode) -> Episode:
+        """This episode updated by a newer evaluation of the same fingerprint.
+
+        The start and last send stay; the measurements are the fresh ones; sample ids merge; a
+        hold only ever extends (a network named again while held stays one episode).
+        """
+        holds = [h for h in (self.hold_until_ms, fresh.hold_until_ms) if h is not None]
+        return fresh.model_copy(
+            update={
+                "starts_ms": self.starts_ms,
+                "last_sent_ms": self.last_sent_ms,
+                "hold_until_ms": max(holds, default=None),
+                "sample_ids": merge_samples(self.sample_ids, fresh.sample_ids),
+            }
+        )
+
+    def alert(self, fp: str, status: AlertStatus, ends_ms: int | None = None) -> Alert:
+        """The alert message for this episode, keyed by its fingerprint ``fp``."""
+        starts_at = from_ms(self.starts_ms)
+        return Alert(
+            alert_id=derive_alert_id(fp, status, starts_at),
+            rule=self.rule,
+            kind=self.kind,
+            region=self.labels["region"],
+            event_type=self.labels["event_type"],
+            severity=self.severity,
+            status=status,
+            window=self.window,
+            value=self.value,
+            threshold=self.threshold,
+            baseline=self.baseline,
+            sample_event_ids=self.sample_ids,
+            fingerprint=fp,
+            starts_at=starts_at,
+            ends_at=None if ends_ms is None else from_ms(ends_ms),
+            evaluated_at=from_ms(self.last_eval_ms),
+            summary=self.summary,
+        )
+
+
+class Lifecycle:
+    """Alertmanager's lifecycle per fingerprint, in stream time.
+
+    One ``firing`` when an episode starts; silence while it holds, but for a repeat once
+    ``repeat_ms`` of stream time has passed since the last send; one ``resolved`` when it ends.
+
+    Args:
+        repeat_ms: stream time between repeats of a firing alert; None: never repeat.
+    """
+
+    def __init__(self, repeat_ms: int | None) -> None:
+        self.repeat_ms = repeat_ms
+        self.episodes: dict[str, Episode] = {}
+
+    def step(self, fresh: Episode, now_ms: int) -> list[Alert]:
+        """Fold a new evaluation into its fingerprint's episode; return the messages it causes.
+
+        Args:
+            fresh: the evaluation, shaped as the episode that would start now.
+            now_ms: stream time of the evaluation.
+        """
+        fp = fingerprint(fresh.rule, fresh.labels)
+        ep = self.episodes.get(fp)
+        out: list[Alert] = []
+        if ep is None:
+            if not fresh.holds(now_ms) and fresh.hold_until_ms is None:
+                return []
+            # An immediate alert whose hold already passed (its partition lags) still fires and
+            # then resolves at once, so each qualifying event yields the same pair on every run.
+            ep = fresh
+            out.append(ep.alert(fp, "firing"))
+        else:
+            ep = ep.observe(fresh)
+            due = self.repeat_ms is not None and now_ms - ep.last_sent_ms >= self.repeat_ms
+            if due and ep.holds(now_ms):
+                ep = ep.model_copy(update={"last_sent_ms": now_ms})
+                out.append(ep.alert(fp, "firing"))
+        if ep.holds(now_ms):
+            self.episodes[fp] = ep
+            return out
+        self.episodes.pop(fp, None)  # absent when it fired and ended in this one step
+        if ep.hold_until_ms is not None:
+            ended = ep.model_copy(update={"summary": f"{ep.summary}; resolved: hold ended"})
+            out.append(ended.alert(fp, "resolved", ends_ms=ep.hold_until_ms))
+        else:
+            out.append(ep.alert(fp, "resolved", ends_ms=now_ms))
+        return out
+
+    def end(self, fp: str, now_ms: int, why: str) -> Alert:
+        """Resolve an episode unconditionally (its rule is gone), ``why`` going in the summary."""
+        ep = self.episodes.pop(fp)
+        ended = ep.model_copy(update={"last_eval_ms": now_ms, "summary": f"{ep.summary}; {why}"})
+        return ended.alert(fp, "resolved", ends_ms=now_ms)
+
+    def ordered(self, where: Callable[[str, str], bool] | None = None) -> list[tuple[str, Episode]]:
+        """The episodes, by start then fingerprint: the same order on every run.
+
+        Args:
+            where: ``(region, event_type) -> bool`` to choose episodes; None: all of them.
+        """
+        chosen = [
+            (fp, ep)
+            for fp, ep in self.episodes.items()
+            if where is None or where(ep.labels["region"], ep.labels["event_type"])
+        ]
+        return sorted(chosen, key=lambda item: (item[1].starts_ms, item[0]))
+
+    def active(self) -> list[Alert]:
+        """A ``firing`` alert for every episode, as last evaluated."""
+        return [ep.alert(fp, "firing") for fp, ep in self.ordered()]
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        """Every episode as plain JSON data: fingerprint -> episode."""
+        return {fp: ep.model_dump(mode="json") for fp, ep in sorted(self.episodes.items())}
+
+    def restore(self, state: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace every episode with those of a :meth:`state` result.
+
+        Raises:
+            ValueError: an entry is malformed, or its key is not its episode's fingerprint.
+        """
+        episodes: dict[str, Episode] = {}
+        for fp, data in state.items():
+            ep = Episode.model_validate(data)
+            if fingerprint(ep.rule, ep.labels) != fp:
+                raise ValueError(f"state entry {fp!r} is not the fingerprint of its labels")
+            episodes[fp] = ep
+        self.episodes = episodes
+
+
+def alert_ce_type(status: AlertStatus, version: int = 1) -> str:
+    """The CloudEvents ``type`` of an alert: ``io.disruptfeed.alert.firing.v1``."""
+    return f"io.disruptfeed.alert.{status}.v{version}"
+
+
+def encode_alert(alert: Alert) -> bytes:
+    """The record value: the alert's JSON document (keys sorted, so bytes are reproducible)."""
+    return codec.dumps(alert.model_dump(mode="python"))
+
+
+def alert_key(alert: Alert) -> bytes:
+    """The record key: the fingerprint, so one episode's messages stay in order on one partition."""
+    return alert.fingerprint.encode()
+
+
+def alert_headers(alert: Alert) -> list[tuple[str, bytes]]:
+    """CloudEvents binary-mode headers for an alert record."""
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", str(alert.alert_id).encode()),
+        ("ce_source", ALERT_CE_SOURCE.encode()),
+        ("ce_type", alert_ce_type(alert.status).encode()),
+        ("ce_time", alert.evaluated_at.isoformat().encode()),
+        ("ce_subject", alert.region.encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+    ]
+
+
+def decode_alert(data: bytes | str) -> Alert:
+    """Validate one alert JSON document.
+
+    Raises:
+        pydantic.ValidationError: not JSON, or not a consistent alert.
+    """
+    return Alert.model_validate_json(data)

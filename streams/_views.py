@@ -1,0 +1,77 @@
+"""The worker's HTTP query API (JSON): counts, alerts, health.
+
+- ``GET /counts`` -> ``{region: {event type: {"1h": n, "24h": n, "7d": n, "total": n}}}``
+- ``GET /counts/{region}`` -> the same for one region (empty object if it has no events)
+- ``GET /stats`` -> counts plus late events and account sums, and worker totals
+- ``GET /alerts`` -> the alerts firing now
+- ``GET /health`` -> ``{"status": "ok" | "recovering", ...}``
+Windows end at stream time (the latest event time seen), reported as ``stream_time``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["register_views"]
+
+import dataclasses
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from streams.app import WorkerState
+
+
+def _json(web: Any, payload: Any, status: int = 200) -> Any:
+    return web.bytes(
+        orjson.dumps(payload, option=orjson.OPT_SORT_KEYS),
+        content_type="application/json",
+        status=status,
+    )
+
+
+def _stream_time(state: WorkerState) -> str | None:
+    now = state.processor.store.now_ms
+    return dt.datetime.fromtimestamp(now / 1000, dt.UTC).isoformat() if now else None
+
+
+def register_views(app: Any, state: WorkerState) -> None:
+    """Add the query views to a Faust app."""
+
+    @app.page("/counts")  # type: ignore[untyped-decorator]
+    async def counts(web: Any, req: Any) -> Any:
+        return _json(web, state.processor.store.snapshot())
+
+    @app.page("/counts/{region}")  # type: ignore[untyped-decorator]
+    async def region_counts(web: Any, req: Any, region: str) -> Any:
+        return _json(web, state.processor.store.snapshot(region))
+
+    @app.page("/stats")  # type: ignore[untyped-decorator]
+    async def stats(web: Any, req: Any) -> Any:
+        return _json(
+            web,
+            {
+                "stream_time": _stream_time(state),
+                "worker": dataclasses.asdict(state.processor.stats),
+                "counts": state.processor.store.detail(),
+            },
+        )
+
+    @app.page("/alerts")  # type: ignore[untyped-decorator]
+    async def alerts(web: Any, req: Any) -> Any:
+        active = [a.model_dump(mode="json") for a in state.processor.engine.active()]
+        return _json(web, {"stream_time": _stream_time(state), "alerts": active})
+
+    @app.page("/health")  # type: ignore[untyped-decorator]
+    async def health(web: Any, req: Any) -> Any:
+        status = "ok" if state.recovered else "recovering"
+        return _json(
+            web,
+            {
+                "status": status,
+                "stream_time": _stream_time(state),
+                "restored_events": state.restored_events,
+                **dataclasses.asdict(state.processor.stats),
+            },
+            status=200 if state.recovered else 503,
+        )

@@ -1,0 +1,178 @@
+"""The Faust application: source topics -> agent -> event table -> counts -> alerts topic.
+
+Run it with ``disruptfeed worker`` (or ``faust -A streams.app worker``). Settings come from the
+project's one settings object (``DISRUPTFEED_*``).
+
+Design, and why:
+- One agent, concurrency 1 (faust #606: higher concurrency can commit past unprocessed records);
+  scale with partitions and workers.
+- At-least-once delivery with idempotent effects: the ``events`` table (key = event id, value =
+  the counted facts) is both the dedupe set and the source of truth for counts. One changelog
+  record per event, written before the offset is committed, so a crashed worker recovers exactly
+  the events it counted and re-reads the rest; re-read ones already in the table are skipped.
+- Counts are rebuilt in memory from the table after every recovery (``on_recover``) and kept by
+  :class:`streams.CountStore`; Faust's windowed tables are not used (see the project's notes).
+"""
+
+from __future__ import annotations
+
+__all__ = ["WorkerState", "create_app", "run_worker", "worker_state"]
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from disruptfeed.settings import Settings, get_settings
+from disruptfeed.topics import ALERTS, DEAD_LETTER, topic_for
+from schemas import EVENT_TYPES
+from streams._alerts import alert_headers, alert_key, encode_alert
+from streams._processor import Processor
+from streams._rules import AlertEngine, load_rules
+from streams._views import register_views
+from streams._windows import Counted, CountStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerState:
+    """What the agent and the web views share inside one worker process."""
+
+    settings: Settings
+    processor: Processor
+    recovered: bool = False
+    restored_events: int = 0
+
+
+def worker_state(app: faust.App) -> WorkerState:
+    """The shared state of an app built by :func:`create_app`."""
+    state: WorkerState = getattr(app, "feed_state")  # noqa: B009
+    return state
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def create_app(settings: Settings | None = None) -> faust.App:
+    """Build the Faust app for these settings (the process-wide ones by default)."""
+    settings = settings or get_settings()
+    rules = load_rules(settings.rules_file)
+    topic_types = {
+        topic_for(settings, cls): cls.model_fields["type"].default for cls in EVENT_TYPES
+    }
+    state = WorkerState(
+        settings,
+        Processor(
+            CountStore(grace_ms=settings.grace_seconds * 1000), AlertEngine(rules), topic_types
+        ),
+    )
+    app = faust.App(
+        f"{settings.topic_prefix}-worker",
+        broker=_broker_urls(settings.bootstrap),
+        store=settings.worker_store,
+        datadir=str(settings.data_dir / "worker"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        table_standby_replicas=0,
+        web_host=settings.worker_host,
+        web_port=settings.worker_port,
+        web_bind=settings.worker_host,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        producer_acks=-1,
+        producer_linger=settings.linger_ms / 1000,
+        producer_compression_type=settings.compression_type,
+        processing_guarantee="at_least_once",
+        # The source topics may hold years of history; do not expire or clean table keys.
+        table_cleanup_interval=3_600.0,
+    )
+    # Service.state is Faust's own; ours hangs off a name Faust does not use.
+    setattr(app, "feed_state", state)  # noqa: B010
+
+    source = app.topic(
+        *topic_types,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,
+    )
+    dead_letter = app.topic(
+        settings.topic(DEAD_LETTER), key_serializer="raw", value_serializer="raw"
+    )
+    alerts = app.topic(settings.topic(ALERTS), key_serializer="raw", value_serializer="raw")
+    # Faust's recovery decodes changelog keys as JSON whatever the table's schema says (raw keys
+    # fail there), so both tables use JSON keys and values.
+    # event id -> the counted facts (a list): the dedupe set and the source of the counts.
+    events = app.Table("events", default=None, partitions=settings.partitions)
+    # alert fingerprint -> its episode (a dict): alerts survive a restart mid-episode.
+    episodes = app.Table("alert-episodes", default=None, partitions=settings.partitions)
+
+    @events.on_recover
+    async def rebuild() -> None:
+        # Recovery (re)fills the tables for the partitions this worker owns; state follows them.
+        store = CountStore(grace_ms=settings.grace_seconds * 1000)
+        rows = (Counted(*value) for value in events.values())
+        state.restored_events = store.restore(rows)
+        state.processor.store = store
+        engine = AlertEngine(rules)
+        engine.restore(dict(episodes.items()))
+        state.processor.engine = engine
+        state.recovered = True
+        log.info("rebuilt counts from %d stored events", state.restored_events)
+
+    @app.agent(source, concurrency=1)
+    async def count_events(stream: Any) -> None:
+        processor = state.processor
+        async for record in stream.events():
+            msg = record.message
+            outcome = processor.process(
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                msg.key,
+                msg.value,
+                _headers(msg.headers),
+                seen=events.__contains__,
+            )
+            if outcome.dead_letter is not None:
+                dl = outcome.dead_letter
+                await dead_letter.send(key=dl.key, value=dl.value or b"", headers=dl.headers)
+                continue
+            if outcome.counted is not None and outcome.event is not None:
+                events[str(outcome.event.event_id)] = list(outcome.counted)
+            if outcome.alerts:
+                current = processor.engine.state()
+                for alert in outcome.alerts:
+                    key = alert.fingerprint
+                    if key in current:
+                        episodes[key] = current[key]
+                    elif key in episodes:
+                        del episodes[key]
+                    await alerts.send(
+                        key=alert_key(alert),
+                        value=encode_alert(alert),
+                        headers=alert_headers(alert),
+                    )
+
+    register_views(app, state)
+    return app
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes]]:
+    if not raw:
+        return []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), bytes(v) if v is not None else b"") for k, v in items]
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """Run a worker in this process until SIGTERM or Ctrl-C, then shut down cleanly."""
+    worker = faust.Worker(create_app(settings), loglevel=loglevel, redirect_stdouts=False)
+    worker.execute_from_commandline()

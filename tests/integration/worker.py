@@ -1,0 +1,106 @@
+"""Running the stream worker as a real process against the test broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from disruptfeed.broker import free_port
+from disruptfeed.settings import Settings
+
+POLL_SECONDS = 0.2
+"""How often a wait-for-condition loop looks again; every wait has a deadline."""
+
+
+class WorkerProcess:
+    """``disruptfeed worker`` in a subprocess, with its own port, state dir and log file."""
+
+    def __init__(self, settings: Settings, state_dir: Path, rules: Path | None = None) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.state_dir = state_dir
+        self.rules = rules
+        self.log_path = state_dir / "worker.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "DISRUPTFEED_BOOTSTRAP_SERVERS": self.settings.bootstrap,
+            "DISRUPTFEED_TOPIC_PREFIX": self.settings.topic_prefix,
+            "DISRUPTFEED_PARTITIONS": str(self.settings.partitions),
+            "DISRUPTFEED_WORKER_PORT": str(self.port),
+            "DISRUPTFEED_DATA_DIR": str(self.state_dir),
+            "DISRUPTFEED_GRACE_SECONDS": str(self.settings.grace_seconds),
+        }
+        if self.rules is not None:
+            env["DISRUPTFEED_RULES_FILE"] = str(self.rules)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "disruptfeed", "worker", "--loglevel", "info"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def get(self, path: str) -> Any:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            exc.close()  # its socket, or pytest reports an unclosed resource
+            raise
+
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+        """Poll ``condition`` until it holds; fail with the worker's log tail if it never does."""
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if condition():
+                    return
+            except (OSError, urllib.error.URLError, KeyError) as exc:
+                last_error = exc
+            time.sleep(POLL_SECONDS)
+        raise AssertionError(f"timed out waiting for {what} ({last_error}):\n{self.tail()}")
+
+    def wait_healthy(self) -> None:
+        def healthy() -> bool:
+            return bool(self.get("/health")["status"] == "ok")
+
+        self.wait_for(healthy, "worker health")
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc = None
