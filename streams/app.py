@@ -44,6 +44,8 @@ class WorkerState:
     processor: Processor
     recovered: bool = False
     restored_events: int = 0
+    agent: Any = None
+    """The counting agent (for ``agent.test_context()`` in unit tests)."""
 
 
 def worker_state(app: faust.App) -> WorkerState:
@@ -161,6 +163,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
                         headers=alert_headers(alert),
                     )
 
+    state.agent = count_events
     register_views(app, state)
     return app
 

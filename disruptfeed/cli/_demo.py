@@ -4,57 +4,142 @@ from __future__ import annotations
 
 __all__ = ["demo"]
 
-import collections
+import json
+import os
+import signal
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
 
 import click
 
 from disruptfeed.cli._admin import start_broker
-from disruptfeed.cli._common import run, settings_from
-from disruptfeed.cli._events import _progress, describe
+from disruptfeed.cli._common import fail, run, settings_from
+from disruptfeed.cli._events import _progress
+from disruptfeed.cli._streams import format_counts
 from disruptfeed.sample import DEFAULT_SEED, SampleSpec, build_sample
-from schemas import Event, codec
+from disruptfeed.settings import Settings
+from schemas import codec
+
+
+def _get(settings: Settings, path: str) -> Any:
+    url = f"http://{settings.worker_host}:{settings.worker_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise
+
+
+def _wait(what: str, check: Any, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            fail(f"the worker exited with status {proc.returncode} while {what}")
+        try:
+            if check():
+                return
+        except (OSError, KeyError):
+            pass  # not answering yet
+        time.sleep(0.25)  # poll interval; the loop ends on the condition or the deadline
+    fail(f"timed out after {timeout:.0f}s {what}")
+
+
+async def _read_alerts(settings: Settings) -> list[dict[str, Any]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from disruptfeed.topics import ALERTS
+
+    consumer = AIOKafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        topic = settings.topic(ALERTS)
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = await consumer.end_offsets(parts)
+        alerts: list[dict[str, Any]] = []
+        while True:
+            behind = [tp for tp in parts if await consumer.position(tp) < end[tp]]
+            if not behind:
+                break
+            for records in (await consumer.getmany(*behind, timeout_ms=1_000)).values():
+                alerts += [json.loads(r.value) for r in records if r.value]
+        return sorted(alerts, key=lambda a: (a["evaluated_at"], a["alert_id"]))
+    finally:
+        await consumer.stop()
 
 
 @click.command()
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, help="Seed for synthetic events.")
-@click.option("--show", default=15, show_default=True, help="Events to print as they arrive.")
+@click.option("--show", default=12, show_default=True, help="Alerts to print.")
 @click.pass_context
 def demo(ctx: click.Context, seed: int, show: int) -> None:
-    """Start the broker, create topics, publish the sample data and show it arriving."""
-    from consumers import Subscription
+    """Run the whole job locally: broker, topics, sample data, worker, counts and alerts.
+
+    Starts the embedded broker (or uses DISRUPTFEED_BOOTSTRAP_SERVERS), publishes the sample data
+    set, runs the stream worker until every sample event is counted, then prints the rolling
+    counts per region and the alerts the worker raised. The broker keeps running afterwards
+    ('disruptfeed broker stop' stops it); the worker is stopped.
+    """
     from producers import publish_lines
 
     settings = settings_from(ctx)
     start_broker(settings)
     events = build_sample(SampleSpec(seed=seed))
     lines = [codec.encode(e) for e in events]
-    click.secho(f"\npublishing {len(lines)} sample events", bold=True, err=True)
+    click.secho(f"\n1/3 publishing {len(lines)} sample events", bold=True, err=True)
     with _progress(len(lines), "publishing", "events") as bar:
         report = run(publish_lines(lines, settings, on_progress=bar.update))
     click.echo(report.summary(), err=True)
 
-    wanted = {e.event_id for e in events}
+    click.secho("\n2/3 running the stream worker", bold=True, err=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "disruptfeed", "worker"],
+        env=dict(os.environ),
+        start_new_session=True,
+    )
+    try:
+        _wait("starting", lambda: _get(settings, "/health")["status"] == "ok", worker)
 
-    async def read_back() -> list[Event]:
-        got: list[Event] = []
-        async with Subscription(settings=settings, start="earliest", stop_at_end=True) as sub:
-            async for received in sub:
-                if received.event.event_id in wanted:
-                    got.append(received.event)
-        return got
+        def counted() -> bool:
+            data = _get(settings, "/counts")
+            total = sum(row["total"] for types in data.values() for row in types.values())
+            return bool(total >= len(events))
 
-    click.secho("\nreading the topics back:", bold=True, err=True)
-    got = run(read_back())
-    for event in got[:show]:
-        click.echo(describe(event))
-    if len(got) > show:
-        click.echo(f"... and {len(got) - show} more")
-    by_region = collections.Counter(e.region for e in got)
-    click.secho("\nevents per actor region:", bold=True)
-    for region, count in by_region.most_common():
-        click.echo(f"  {region:<8} {count:>6}")
-    missing = len(wanted - {e.event_id for e in got})
-    click.echo(f"\n{len(got)} of {len(wanted)} sample events read back; {missing} missing")
-    if missing:
-        sys.exit(1)
+        _wait("counting the sample", counted, worker)
+        stats = _get(settings, "/stats")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+
+    click.secho(f"\nrolling counts at stream time {stats['stream_time']}:", bold=True)
+    click.echo(format_counts(_get_counts(stats)))
+    alerts = run(_read_alerts(settings))
+    firing = [a for a in alerts if a["status"] == "firing"]
+    click.secho(
+        f"\n3/3 alerts on {settings.topic('alerts')}: {len(firing)} firing, "
+        f"{len(alerts) - len(firing)} resolved (latest {min(show, len(alerts))}):",
+        bold=True,
+    )
+    for alert in alerts[-show:]:
+        colour = {"critical": "red", "warning": "yellow"}.get(alert["severity"])
+        click.secho(
+            f"  [{alert['status']:<8} {alert['severity']:<8}] {alert['summary']}", fg=colour
+        )
+    click.echo(
+        "\nnext: 'disruptfeed worker' keeps counting live; 'disruptfeed tail' follows events; "
+        "'disruptfeed broker stop' when done."
+    )
+
+
+def _get_counts(stats: dict[str, Any]) -> dict[str, dict[str, dict[str, int]]]:
+    keys = ("1h", "24h", "7d", "total")
+    return {
+        region: {t: {k: row[k] for k in keys} for t, row in types.items()}
+        for region, types in stats["counts"].items()
+    }

@@ -1,0 +1,191 @@
+"""Counting, lateness and per-record processing, without a broker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from uuid import UUID
+
+import pytest
+
+from disruptfeed.settings import Settings
+from schemas import codec
+from streams import Counted, CountStore, Processor
+from streams._rules import AlertEngine, RuleSet
+from tests.factories import T0, account, network, report
+
+pytestmark = pytest.mark.unit
+
+H = 3_600_000
+SRC = "t.account-disrupted:0"
+
+
+def _counted(
+    minutes: float, *, late: bool = False, region: str = "RU", source: str = SRC
+) -> Counted:
+    ms = int(T0.timestamp() * 1000 + minutes * 60_000)
+    return Counted("account.disrupted", region, ms, 2, late, source)
+
+
+def test_windows_are_exact_at_their_edges() -> None:
+    store = CountStore(grace_ms=H)
+    for minutes in (0, 30, 60, 61, 60 * 24, 60 * 24 * 7 + 61):
+        store.add(_counted(minutes))
+    now = store.now_ms  # the newest event: 7 days and 61 minutes after the first
+    assert store.count("RU", "account.disrupted", H) == 1
+    # (now - 24h, now]: the event exactly 7d+61m-24h... only those strictly after now - size.
+    expected_24h = sum(1 for m in (0, 30, 60, 61, 1440, 10141) if now - 86_400_000 < _ms(m) <= now)
+    assert store.count("RU", "account.disrupted", 86_400_000) == expected_24h
+    expected_7d = sum(
+        1 for m in (0, 30, 60, 61, 1440, 10141) if now - 7 * 86_400_000 < _ms(m) <= now
+    )
+    assert store.count("RU", "account.disrupted", 7 * 86_400_000) == expected_7d
+    assert store.snapshot()["RU"]["account.disrupted"]["total"] == 6
+
+
+def _ms(minutes: float) -> int:
+    return int(T0.timestamp() * 1000 + minutes * 60_000)
+
+
+def test_lateness_follows_the_partition_watermark() -> None:
+    store = CountStore(grace_ms=H)
+    store.add(_counted(600))
+    assert not store.classify(SRC, _ms(600 - 59))  # within grace: lands in its window
+    assert store.classify(SRC, _ms(600 - 61))  # beyond grace: late
+    # Another partition's watermark is its own.
+    assert not store.classify("t.account-disrupted:1", _ms(0))
+    store.add(_counted(0, late=True))
+    detail = store.detail()["RU"]["account.disrupted"]
+    assert detail["late"] == 1
+    assert detail["total"] == 2
+    assert detail["1h"] == 1
+    assert detail["accounts"] == {"1h": 2, "24h": 2, "7d": 2, "total": 4}
+
+
+def test_restore_is_independent_of_row_order() -> None:
+    rng = random.Random(1)
+    rows = [
+        _counted(
+            rng.uniform(0, 60 * 24 * 30),
+            region=rng.choice(["RU", "CN"]),
+            source=f"s:{rng.randrange(2)}",
+        )
+        for _ in range(2_000)
+    ]
+    a = CountStore(grace_ms=H, retain_ms=8 * 24 * H)
+    b = CountStore(grace_ms=H, retain_ms=8 * 24 * H)
+    a.restore(rows)
+    b.restore(list(reversed(rows)))
+    assert a.snapshot() == b.snapshot()
+    assert a.detail() == b.detail()
+
+
+def test_pruning_keeps_windows_exact() -> None:
+    store = CountStore(grace_ms=H, retain_ms=7 * 24 * H)
+    for day in range(40):
+        store.add(_counted(day * 24 * 60))
+    store.prune()
+    row = store.snapshot()["RU"]["account.disrupted"]
+    assert row == {"1h": 1, "24h": 1, "7d": 7, "total": 40}
+
+
+def _processor(grace_ms: int = H) -> Processor:
+    settings = Settings(topic_prefix="t")
+    topics = {
+        settings.topic(n): t
+        for n, t in [
+            ("account-disrupted", "account.disrupted"),
+            ("network-identified", "network.identified"),
+            ("report-released", "report.released"),
+        ]
+    }
+    return Processor(CountStore(grace_ms=grace_ms), AlertEngine(RuleSet(rules=())), topics)
+
+
+def test_processor_counts_once_and_dead_letters_with_position() -> None:
+    proc = _processor()
+    seen: set[str] = set()
+
+    def run(topic: str, value: bytes | None, offset: int) -> object:
+        outcome = proc.process(topic, 2, offset, b"RU", value, [], seen.__contains__)
+        if outcome.counted is not None and outcome.event is not None:
+            seen.add(str(outcome.event.event_id))
+        return outcome
+
+    event = account("RU")
+    first = run("t.account-disrupted", codec.encode(event), 0)
+    again = run("t.account-disrupted", codec.encode(event), 1)
+    assert first.counted is not None  # type: ignore[attr-defined]
+    assert again.duplicate  # type: ignore[attr-defined]
+    bad = run("t.account-disrupted", b'{"type": "account.disrupted"', 7)
+    headers = dict(bad.dead_letter.headers)  # type: ignore[attr-defined]
+    assert headers["dlq_topic"] == b"t.account-disrupted"
+    assert headers["dlq_partition"] == b"2"
+    assert headers["dlq_offset"] == b"7"
+    assert headers["dlq_error_type"] == b"DecodeError"
+    assert b"EOF while parsing" in headers["dlq_reason"]
+    wrong = run("t.account-disrupted", codec.encode(report()), 8)
+    wrong_headers = dict(wrong.dead_letter.headers)  # type: ignore[attr-defined]
+    assert wrong_headers["dlq_field"] == b"type"
+    assert b"does not belong on topic" in wrong_headers["dlq_reason"]
+    ok = run("t.network-identified", codec.encode(network("CN")), 9)
+    assert ok.counted is not None  # type: ignore[attr-defined]
+    assert proc.stats.counted == 2
+    assert proc.stats.duplicates == 1
+    assert proc.stats.dead_lettered == 2
+    assert proc.store.snapshot()["RU"]["account.disrupted"]["total"] == 1
+
+
+def test_processor_survives_its_own_bugs(monkeypatch: pytest.MonkeyPatch) -> None:
+    proc = _processor()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("a bug, not bad input")
+
+    monkeypatch.setattr(proc.store, "add", broken)
+    outcome = proc.process(
+        "t.account-disrupted", 0, 3, b"RU", codec.encode(account()), [], lambda _: False
+    )
+    assert outcome.dead_letter is not None
+    headers = dict(outcome.dead_letter.headers)
+    assert headers["dlq_error_type"] == b"ZeroDivisionError"
+    assert headers["dlq_offset"] == b"3"
+
+
+async def test_agent_counts_with_test_context() -> None:
+    from streams.app import create_app, worker_state
+
+    app = create_app(
+        Settings(bootstrap_servers="127.0.0.1:9", worker_store="memory://", topic_prefix="unit")
+    )
+    state = worker_state(app)
+    late_event = account("CN", minutes=-24 * 60)
+    events = [account("RU"), account("RU", minutes=1), account("CN", minutes=2)]
+    try:
+        async with state.agent.test_context() as agent:
+            for event in [*events, events[0], late_event]:
+                await agent.put(
+                    codec.encode(event),
+                    key=event.region.encode(),
+                    partition=0,
+                    headers=codec.headers(event),
+                )
+    finally:
+        # test_context builds the app's consumer (and its thread's event loop) without starting
+        # it; Faust only closes that loop on stop, so close it here.
+        app.consumer._thread.thread_loop.close()
+    assert state.processor.stats.counted == 4
+    assert state.processor.stats.duplicates == 1
+    assert state.processor.stats.late == 1
+    snapshot = state.processor.store.snapshot()
+    assert snapshot["RU"]["account.disrupted"] == {"1h": 2, "24h": 2, "7d": 2, "total": 2}
+    assert snapshot["CN"]["account.disrupted"] == {"1h": 1, "24h": 1, "7d": 1, "total": 2}
+
+
+def test_counted_facts_round_trip_as_json() -> None:
+    counted = _counted(5)
+    import orjson
+
+    assert Counted(*orjson.loads(orjson.dumps(list(counted)))) == counted
+    assert isinstance(UUID(str(account().event_id)), UUID)
+    assert dt.timedelta(milliseconds=H) == dt.timedelta(hours=1)
