@@ -173,7 +173,7 @@ async def test_agent_counts_with_test_context() -> None:
     finally:
         # test_context builds the app's consumer (and its thread's event loop) without starting
         # it; Faust only closes that loop on stop, so close it here.
-        app.consumer._thread.thread_loop.close()
+        app.consumer._thread.thread_loop.close()  # type: ignore[attr-defined]
     assert state.processor.stats.counted == 4
     assert state.processor.stats.duplicates == 1
     assert state.processor.stats.late == 1
