@@ -175,3 +175,44 @@ async def test_invalid_records_are_skipped_not_fatal(make_settings: SettingsFact
     assert len(invalid) == 1
     assert invalid[0].offset == 1
     assert "Invalid JSON" in str(invalid[0].error)
+
+
+async def test_cli_tail_prints_what_was_published(make_settings: SettingsFactory) -> None:
+    settings = await make_settings()
+    events = [account("RU", minutes=i) for i in range(5)] + [network("CN")]
+    async with FeedProducer(settings) as producer:
+        await producer.publish_many(events)
+    env = {
+        **os.environ,
+        "DISRUPTFEED_BOOTSTRAP_SERVERS": settings.bootstrap,
+        "DISRUPTFEED_TOPIC_PREFIX": settings.topic_prefix,
+    }
+
+    def tail(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "disruptfeed",
+                "tail",
+                "--from",
+                "earliest",
+                "--until-end",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    as_json = await asyncio.to_thread(tail, "--format", "jsonl")
+    assert as_json.returncode == 0, as_json.stderr
+    got = sorted(codec.decode(line).event_id.hex for line in as_json.stdout.splitlines())
+    assert got == sorted(e.event_id.hex for e in events)
+    assert "6 events" in as_json.stderr
+    readable = await asyncio.to_thread(tail, "account-disrupted")
+    lines = readable.stdout.splitlines()
+    assert len(lines) == 5
+    assert all("RU" in line and "account.disrupted" in line for line in lines)
