@@ -19,10 +19,11 @@ import click
 from disruptfeed.cli._admin import start_broker
 from disruptfeed.cli._common import fail, run, settings_from
 from disruptfeed.cli._events import _progress
-from disruptfeed.cli._streams import format_counts
+from disruptfeed.cli._streams import describe_alert, format_counts
 from disruptfeed.sample import DEFAULT_SEED, SampleSpec, build_sample
 from disruptfeed.settings import Settings
 from schemas import codec
+from streams._alerts import Alert
 
 
 def _get(settings: Settings, path: str) -> Any:
@@ -49,29 +50,11 @@ def _wait(what: str, check: Any, proc: subprocess.Popen[bytes], timeout: float =
     fail(f"timed out after {timeout:.0f}s {what}")
 
 
-async def _read_alerts(settings: Settings) -> list[dict[str, Any]]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def _read_alerts(settings: Settings) -> list[Alert]:
+    from consumers import read_alerts
 
-    from disruptfeed.topics import ALERTS
-
-    consumer = AIOKafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        topic = settings.topic(ALERTS)
-        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        end = await consumer.end_offsets(parts)
-        alerts: list[dict[str, Any]] = []
-        while True:
-            behind = [tp for tp in parts if await consumer.position(tp) < end[tp]]
-            if not behind:
-                break
-            for records in (await consumer.getmany(*behind, timeout_ms=1_000)).values():
-                alerts += [json.loads(r.value) for r in records if r.value]
-        return sorted(alerts, key=lambda a: (a["evaluated_at"], a["alert_id"]))
-    finally:
-        await consumer.stop()
+    alerts = [a async for a in read_alerts(settings, start="earliest", until_end=True)]
+    return sorted(alerts, key=lambda a: (a.evaluated_at, str(a.alert_id)))
 
 
 @click.command()
@@ -120,20 +103,17 @@ def demo(ctx: click.Context, seed: int, show: int) -> None:
     click.secho(f"\nrolling counts at stream time {stats['stream_time']}:", bold=True)
     click.echo(format_counts(_get_counts(stats)))
     alerts = run(_read_alerts(settings))
-    firing = [a for a in alerts if a["status"] == "firing"]
+    firing = [a for a in alerts if a.status == "firing"]
     click.secho(
         f"\n3/3 alerts on {settings.topic('alerts')}: {len(firing)} firing, "
         f"{len(alerts) - len(firing)} resolved (latest {min(show, len(alerts))}):",
         bold=True,
     )
     for alert in alerts[-show:]:
-        colour = {"critical": "red", "warning": "yellow"}.get(alert["severity"])
-        click.secho(
-            f"  [{alert['status']:<8} {alert['severity']:<8}] {alert['summary']}", fg=colour
-        )
+        click.echo("  " + describe_alert(alert))
     click.echo(
-        "\nnext: 'disruptfeed worker' keeps counting live; 'disruptfeed tail' follows events; "
-        "'disruptfeed broker stop' when done."
+        "\nnext: 'disruptfeed worker' keeps counting live, 'disruptfeed alerts --follow' streams "
+        "alerts, 'disruptfeed tail' follows events; 'disruptfeed broker stop' when done."
     )
 
 

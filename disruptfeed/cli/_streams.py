@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from disruptfeed.cli._common import EXIT_BROKER, fail, settings_from
+from disruptfeed.cli._common import EXIT_BROKER, fail, run, settings_from
 from disruptfeed.settings import Settings
+from streams._alerts import Alert
 
 
 @click.command()
@@ -83,16 +84,49 @@ def counts(ctx: click.Context, region: str | None, as_json: bool) -> None:
         click.echo(format_counts(data))
 
 
+def describe_alert(alert: Alert) -> str:
+    """One line for people: status, severity, the alert's own summary, when in stream time."""
+    colour = {"critical": "red", "warning": "yellow"}.get(alert.severity)
+    head = click.style(f"[{alert.status:<8} {alert.severity:<8}]", fg=colour)
+    return f"{head} {alert.summary}  ({alert.evaluated_at:%Y-%m-%d %H:%MZ})"
+
+
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the alerts as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Stream alerts from the alerts topic as the worker raises them (the on-call view).",
+)
+@click.option(
+    "--history", is_flag=True, help="With --follow: start from the first alert ever raised."
+)
 @click.pass_context
-def alerts(ctx: click.Context, as_json: bool) -> None:
-    """Print the alerts firing now."""
-    data = _get(settings_from(ctx), "/alerts")
+def alerts(ctx: click.Context, as_json: bool, follow: bool, history: bool) -> None:
+    """Print the alerts firing now, or follow the alert stream with --follow."""
+    settings = settings_from(ctx)
+    if follow:
+        _follow(settings, as_json=as_json, history=history)
+        return
+    data = _get(settings, "/alerts")
     if as_json:
         click.echo(json.dumps(data, sort_keys=True))
         return
     if not data["alerts"]:
         click.echo(f"no alerts firing (stream time {data['stream_time']})")
     for alert in data["alerts"]:
-        click.echo(f"[{alert['severity']:<8}] {alert['summary']}")
+        click.echo(describe_alert(Alert.model_validate(alert)))
+
+
+def _follow(settings: Settings, *, as_json: bool, history: bool) -> None:
+    from consumers import read_alerts
+
+    async def go() -> None:
+        async for alert in read_alerts(settings, start="earliest" if history else "latest"):
+            click.echo(alert.model_dump_json() if as_json else describe_alert(alert))
+
+    try:
+        run(go())
+    except KeyboardInterrupt:
+        return

@@ -15,6 +15,7 @@ from uuid import UUID
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from consumers import read_alerts
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS, DEAD_LETTER
 from producers import FeedProducer
@@ -176,9 +177,14 @@ async def test_counts_are_exact_and_alerts_fire_once(
     reasons = Counter(h["dlq_error_type"].decode() for _, _, h in dead)
     assert reasons == {"DecodeError": 2, "SchemaValidationError": 3}
 
-    alerts: list[Alert] = [
-        decode_alert(v or b"") for _, v, _ in await _read_raw(settings, settings.topic(ALERTS))
-    ]
+    # Through the ops alert stream, as an on-call tool reads it.
+    alerts: list[Alert] = [a async for a in read_alerts(settings, start="earliest", until_end=True)]
+    raw = await _read_raw(settings, settings.topic(ALERTS))
+    assert [decode_alert(v or b"") for _, v, _ in raw] == alerts
+    assert all(
+        key == alert.fingerprint.encode() for (key, _, _), alert in zip(raw, alerts, strict=True)
+    )
+    assert all(dict(h)["ce_type"].startswith(b"io.disruptfeed.alert.") for _, _, h in raw)
     assert [(a.rule, a.region, a.status) for a in alerts] == [
         ("ng-burst", "NG", "firing"),
         ("ng-burst", "NG", "resolved"),
