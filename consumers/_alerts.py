@@ -39,9 +39,7 @@ async def read_alerts(
         await consumer.start()
     except KafkaConnectionError as exc:
         await consumer.stop()
-        raise BrokerNotRunningError(
-            f"no broker answers at {settings.bootstrap}: start one with 'disruptfeed broker start'"
-        ) from exc
+        raise BrokerNotRunningError.at(settings.bootstrap) from exc
     try:
         topic = settings.topic(ALERTS)
         parts = [TopicPartition(topic, p) for p in range(settings.partitions)]

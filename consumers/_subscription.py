@@ -150,10 +150,7 @@ class Subscription:
             await consumer.start()
         except KafkaConnectionError as exc:
             await consumer.stop()
-            raise BrokerNotRunningError(
-                f"no broker answers at {self._settings.bootstrap}: start one with "
-                "'disruptfeed broker start' or set DISRUPTFEED_BOOTSTRAP_SERVERS"
-            ) from exc
+            raise BrokerNotRunningError.at(self._settings.bootstrap) from exc
         self._consumer = consumer
         try:
             await self._assign_or_subscribe(consumer, TopicPartition)

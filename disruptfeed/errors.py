@@ -92,6 +92,14 @@ class BrokerError(DisruptFeedError):
 class BrokerNotRunningError(BrokerError):
     """Nothing answers at the configured bootstrap address."""
 
+    @classmethod
+    def at(cls, bootstrap: str) -> BrokerNotRunningError:
+        """The error for ``bootstrap``, saying how to get a broker there."""
+        return cls(
+            f"no broker answers at {bootstrap}: start one with 'disruptfeed broker start' "
+            "or set DISRUPTFEED_BOOTSTRAP_SERVERS"
+        )
+
 
 class PublishError(BrokerError):
     """A send failed after the Kafka client exhausted its own retries."""

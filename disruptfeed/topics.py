@@ -88,10 +88,7 @@ async def create_topics(settings: Settings, specs: list[TopicSpec] | None = None
     try:
         await admin.start()
     except KafkaConnectionError as exc:
-        raise BrokerNotRunningError(
-            f"no broker answers at {settings.bootstrap}: start one with "
-            "'disruptfeed broker start' or set DISRUPTFEED_BOOTSTRAP_SERVERS"
-        ) from exc
+        raise BrokerNotRunningError.at(settings.bootstrap) from exc
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]

@@ -92,10 +92,7 @@ class FeedProducer:
             await producer.start()
         except KafkaConnectionError as exc:
             await producer.stop()
-            raise BrokerNotRunningError(
-                f"no broker answers at {self._settings.bootstrap}: start one with "
-                "'disruptfeed broker start' or set DISRUPTFEED_BOOTSTRAP_SERVERS"
-            ) from exc
+            raise BrokerNotRunningError.at(self._settings.bootstrap) from exc
         self._producer = producer
 
     async def stop(self) -> None:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 __all__ = ["demo"]
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import click
@@ -19,21 +16,11 @@ import click
 from disruptfeed.cli._admin import start_broker
 from disruptfeed.cli._common import fail, run, settings_from
 from disruptfeed.cli._events import _progress
-from disruptfeed.cli._streams import describe_alert, format_counts
+from disruptfeed.cli._streams import describe_alert, format_counts, worker_get
 from disruptfeed.sample import DEFAULT_SEED, SampleSpec, build_sample
 from disruptfeed.settings import Settings
 from schemas import codec
 from streams._alerts import Alert
-
-
-def _get(settings: Settings, path: str) -> Any:
-    url = f"http://{settings.worker_host}:{settings.worker_port}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        raise
 
 
 def _wait(what: str, check: Any, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:
@@ -87,15 +74,15 @@ def demo(ctx: click.Context, seed: int, show: int) -> None:
         start_new_session=True,
     )
     try:
-        _wait("starting", lambda: _get(settings, "/health")["status"] == "ok", worker)
+        _wait("starting", lambda: worker_get(settings, "/health")["status"] == "ok", worker)
 
         def counted() -> bool:
-            data = _get(settings, "/counts")
+            data = worker_get(settings, "/counts")
             total = sum(row["total"] for types in data.values() for row in types.values())
             return bool(total >= len(events))
 
         _wait("counting the sample", counted, worker)
-        stats = _get(settings, "/stats")
+        stats = worker_get(settings, "/stats")
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)

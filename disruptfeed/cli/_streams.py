@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["alerts", "counts", "worker"]
+__all__ = ["alerts", "counts", "describe_alert", "format_counts", "worker", "worker_get"]
 
 import json
 import urllib.error
@@ -42,11 +42,21 @@ def worker(ctx: click.Context, loglevel: str) -> None:
         fail(str(exc))
 
 
+def worker_get(settings: Settings, path: str, timeout: float = 10) -> Any:
+    """GET a path of the worker's query API and parse the JSON; raises ``OSError`` subclasses."""
+    url = f"http://{settings.worker_host}:{settings.worker_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # release its socket before re-raising
+        raise
+
+
 def _get(settings: Settings, path: str) -> Any:
     url = f"http://{settings.worker_host}:{settings.worker_port}{path}"
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return json.load(response)
+        return worker_get(settings, path)
     except urllib.error.HTTPError as exc:
         fail(f"the worker at {url} answered {exc.code}: {exc.read().decode()[:200]}", EXIT_BROKER)
     except OSError as exc:
