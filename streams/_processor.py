@@ -117,38 +117,32 @@ class Processor:
         or send it round a crash-restart loop.
         """
         headers = list(headers)
+        self.stats.processed += 1
         try:
-            return self._process(topic, partition, offset, key, value, headers, seen)
+            return self._process(topic, partition, headers, value, seen)
+        except InvalidEventError as exc:
+            error: Exception = exc
         except Exception as exc:
             log.exception("internal error on %s[%d]@%d; dead-lettered", topic, partition, offset)
-            self.stats.dead_lettered += 1
-            reasons = dead_letter_headers(topic, partition, offset, exc)
-            return Outcome(dead_letter=DeadLetter(key, value, [*headers, *reasons]))
+            error = exc
+        self.stats.dead_lettered += 1
+        reasons = dead_letter_headers(topic, partition, offset, error)
+        return Outcome(dead_letter=DeadLetter(key, value, [*headers, *reasons]))
 
     def _process(
         self,
         topic: str,
         partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
         headers: list[tuple[str, bytes]],
+        value: bytes | None,
         seen: Callable[[str], bool],
     ) -> Outcome:
-        self.stats.processed += 1
-        try:
-            event = codec.decode_record(value, headers)
-            expected = self.topic_types.get(topic)
-            if expected is not None and event.type != expected:
-                raise SchemaValidationError(
-                    [FieldProblem("type", f"{event.type!r} does not belong on topic {topic!r}")]
-                )
-        except InvalidEventError as exc:
-            self.stats.dead_lettered += 1
-            dlq = DeadLetter(
-                key, value, [*headers, *dead_letter_headers(topic, partition, offset, exc)]
+        event = codec.decode_record(value, headers)
+        expected = self.topic_types.get(topic)
+        if expected is not None and event.type != expected:
+            raise SchemaValidationError(
+                [FieldProblem("type", f"{event.type!r} does not belong on topic {topic!r}")]
             )
-            return Outcome(dead_letter=dlq)
         if seen(str(event.event_id)):
             self.stats.duplicates += 1
             return Outcome(event=event, duplicate=True)
