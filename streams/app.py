@@ -62,6 +62,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     """Build the Faust app for these settings (the process-wide ones by default)."""
     settings = settings or get_settings()
     rules = load_rules(settings.rules_file)
+    # Faust makes its own directory but not the parents (a fresh DISRUPTFEED_DATA_DIR).
+    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     topic_types = {
         topic_for(settings, cls): cls.model_fields["type"].default for cls in EVENT_TYPES
     }

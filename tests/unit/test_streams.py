@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -189,3 +190,12 @@ def test_counted_facts_round_trip_as_json() -> None:
     assert Counted(*orjson.loads(orjson.dumps(list(counted)))) == counted
     assert isinstance(UUID(str(account().event_id)), UUID)
     assert dt.timedelta(milliseconds=H) == dt.timedelta(hours=1)
+
+
+def test_app_creates_a_missing_data_dir(tmp_path: Path) -> None:
+    from streams.app import create_app
+
+    data = tmp_path / "does" / "not" / "exist"
+    app = create_app(Settings(data_dir=data, worker_store="memory://", topic_prefix="unit"))
+    assert (data / "worker").is_dir()
+    assert app.conf.id == "unit-worker"
