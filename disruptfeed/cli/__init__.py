@@ -9,6 +9,7 @@ import logging
 import click
 
 from disruptfeed import __version__
+from disruptfeed.bench._command import bench
 from disruptfeed.cli._admin import broker, schemas_group, topics
 from disruptfeed.cli._demo import demo
 from disruptfeed.cli._events import publish, sample, tail
@@ -31,5 +32,7 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (broker, topics, schemas_group, publish, tail, sample, demo, worker, counts, alerts):
+for command in (
+    broker, topics, schemas_group, publish, tail, sample, demo, worker, counts, alerts, bench,
+):  # fmt: skip
     main.add_command(command)

@@ -1,0 +1,171 @@
+"""``disruptfeed bench``: every case, side by side, as JSON and a Markdown table."""
+
+from __future__ import annotations
+
+__all__ = ["bench"]
+
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from disruptfeed.bench._report import CASES, CaseResult
+from disruptfeed.cli._common import EXIT_BROKER, EXIT_CONFIG, EXIT_REJECTED, fail, settings_from
+
+if TYPE_CHECKING:
+    from disruptfeed.bench._runner import Bench
+    from disruptfeed.settings import Settings
+
+_EXTRAS = (
+    ("confluent_kafka", "confluent-kafka"),
+    ("quixstreams", "quixstreams"),
+    ("hdrh", "hdrhistogram"),
+)
+"""The bench extra's modules, and the distributions that provide them."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit, so ``finally`` blocks stop the worker, Quix and broker."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _say(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="Small workloads, one run: a smoke test (< 3 min).")
+@click.option(
+    "--runs",
+    type=click.IntRange(1, 99),
+    default=None,
+    help="Runs per case, reported as median, min and max.  [default: 3; with --quick: 1]",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Also write the whole result document (figures, ratios, environment) here.",
+)
+@click.option(
+    "--case",
+    "only",
+    multiple=True,
+    type=click.Choice([spec.name for spec in CASES]),
+    help="Run only this case (repeatable); ratios need their peers' figures.",
+)
+@click.pass_context
+def bench(
+    ctx: click.Context, quick: bool, runs: int | None, json_file: Path | None, only: tuple[str, ...]
+) -> None:
+    """Benchmark the feed against Kafka's own tools and the raw Python clients, side by side.
+
+    Starts a throwaway broker on free ports (or uses DISRUPTFEED_BOOTSTRAP_SERVERS), runs every
+    case on fresh topics with the same sample-like events, and prints a Markdown table of the
+    median, min and max of each case's runs; progress goes to stderr. See docs/benchmarks.md.
+    """
+    from disruptfeed.bench._report import (
+        build_document,
+        environment,
+        format_ratio,
+        markdown_table,
+    )
+    from disruptfeed.bench._runner import FULL, QUICK, Bench
+    from disruptfeed.broker import LocalBroker
+    from disruptfeed.errors import BrokerError, DisruptFeedError
+
+    missing = [dist for module, dist in _EXTRAS if importlib.util.find_spec(module) is None]
+    if missing:
+        fail(f"the benchmark needs {', '.join(missing)}: pip install -e '.[bench]'")
+    if json_file is not None and not json_file.parent.is_dir():
+        fail(f"--json {json_file}: no such directory {json_file.parent}")  # before, not after
+    settings = settings_from(ctx)
+    plan = QUICK if quick else FULL
+    if runs is not None:
+        plan = dataclasses.replace(plan, runs=runs)
+    selected = {spec.name for spec in CASES if not only or spec.name in only}
+    with tempfile.TemporaryDirectory(prefix="disruptfeed-bench-") as tmp, _sigterm_unwinds():
+        workdir = Path(tmp)
+        try:
+            with _broker(settings, workdir) as (settings, where):
+                lib = LocalBroker(settings).resolve_jars(_say)
+                env = environment(settings.kafka_version, where)
+                runner = Bench(settings, plan, workdir, lib, _say)
+                _say(f"building the workloads ({plan.events:,} events) ...")
+                workload = runner.workload()
+                results = _run_with_bar(runner, selected, plan.runs)
+        except BrokerError as exc:
+            fail(str(exc), EXIT_BROKER)
+        except DisruptFeedError as exc:
+            fail(str(exc), EXIT_CONFIG)
+    document = build_document(results, env, workload, "quick" if quick else "full")
+    if json_file is not None:
+        json_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    click.echo(markdown_table(document))
+    worst = document["worst_ratio"]
+    if worst:
+        _say(f"worst ratio: {worst['case']} at {format_ratio(worst['ratio'])} {worst['peer']}")
+    failed = [c["name"] for c in document["cases"] if "error" in c]
+    if failed:
+        fail(f"cases that could not be measured: {', '.join(failed)}", EXIT_REJECTED)
+
+
+@contextlib.contextmanager
+def _broker(settings: Settings, workdir: Path) -> Iterator[tuple[Settings, str]]:
+    """The configured cluster, or a throwaway broker in ``workdir`` for the ``with`` block.
+
+    Yields:
+        Settings pointing at the broker, and a description of it for the report.
+    """
+    from disruptfeed.broker import LocalBroker, free_port, wait_until_ready
+
+    if not settings.embedded:
+        # Fail now, with one clear message, rather than in the middle of the first case.
+        wait_until_ready(settings.bootstrap, 15.0, client_kwargs=settings.client_kwargs())
+        yield settings, f"external ({settings.bootstrap})"
+        return
+
+    broker = LocalBroker(
+        settings.model_copy(update={"data_dir": workdir / "kafka"}),
+        data_dir=workdir / "kafka" / "broker",
+        port=free_port(),
+        controller_port=free_port(),
+    )
+    _say("starting a throwaway Kafka broker ...")
+    try:
+        status = broker.start(progress=_say)
+        ours = settings.model_copy(update={"bootstrap_servers": status.bootstrap_servers})
+        yield ours, "embedded (throwaway)"
+    finally:
+        _say("stopping the throwaway broker ...")
+        broker.stop()
+
+
+def _run_with_bar(runner: Bench, selected: set[str], runs: int) -> list[CaseResult]:
+    from tqdm import tqdm
+
+    # p99 comes with p50, and the replay case is never run.
+    steps = len(selected - {"publish-to-alert-p99", "feed-replay-verify"}) * runs
+    with tqdm(total=steps, file=sys.stderr, disable=None, unit="case", leave=False) as bar:
+        return runner.run(selected, tick=bar.update)

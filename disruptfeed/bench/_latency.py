@@ -1,0 +1,172 @@
+"""Publish-to-alert latency: a steady stream into a running worker, alerts read back.
+
+The stream is made of bursts (see :func:`disruptfeed.bench._events.burst_events`) and the rule
+set holds one threshold rule that fires on the last event of every burst, never repeats, and
+resolves between bursts. A ``firing`` alert lists the event that made it fire last among its
+``sample_event_ids``, so each alert maps to one published event: the latency is from the moment
+that event was handed to :meth:`FeedProducer.publish_many` to the moment the alert was read
+from the alerts topic, both on this process's monotonic clock.
+"""
+
+from __future__ import annotations
+
+__all__ = ["alert_rules", "publish_to_alert"]
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from disruptfeed.bench._errors import BenchError
+from disruptfeed.settings import Settings
+from disruptfeed.topics import ALERTS
+from producers import FeedProducer, PublishOutcome
+from schemas import AccountDisrupted
+
+_TICK_S = 0.005
+_HIGHEST_US = 3_600 * 1_000_000  # an hour: anything slower is a failure, not a latency
+
+
+def alert_rules(burst: int) -> str:
+    """A rules file (TOML) whose one rule fires once per burst of ``burst`` events."""
+    return (
+        "# Written by disruptfeed bench: fires on the last event of every burst.\n"
+        'repeat_interval = "never"\n\n'
+        "[[rule]]\n"
+        'name = "bench-burst"\n'
+        'kind = "threshold"\n'
+        'event_type = "account.disrupted"\n'
+        'window = "1h"\n'
+        f"threshold = {burst}\n"
+        'severity = "critical"\n'
+    )
+
+
+async def publish_to_alert(
+    settings: Settings,
+    events: Sequence[AccountDisrupted],
+    *,
+    burst: int,
+    rate: float,
+    warmup_s: float,
+    drain_s: float,
+) -> dict[str, Any]:
+    """Publish ``events`` at ``rate`` per second and time each alert they cause.
+
+    The worker must already be healthy and consuming. Alerts caused by events published in
+    the first ``warmup_s`` seconds are received but not measured.
+
+    Returns:
+        ``p50_ms``, ``p99_ms`` and counts (alerts expected, measured, warm-up), mean, max.
+
+    Raises:
+        BenchError: not every expected alert arrived within ``drain_s`` after the last publish.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    expected = len(events) // burst
+    published: dict[str, float] = {}
+    arrivals: list[tuple[float, float]] = []  # (published at, received at)
+    consumer = AIOKafkaConsumer(
+        **settings.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    receiver: asyncio.Task[None] | None = None
+    try:
+        parts = [TopicPartition(settings.topic(ALERTS), p) for p in range(settings.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        receiver = asyncio.create_task(_receive(consumer, published, arrivals, expected))
+        started, seconds = await _publish(settings, events, rate, published)
+        try:
+            await asyncio.wait_for(receiver, timeout=drain_s)
+        except TimeoutError:
+            raise BenchError(
+                f"{len(arrivals)} of {expected} alerts arrived within {drain_s:g} s "
+                "of the last publish"
+            ) from None
+    finally:
+        if receiver is not None:
+            receiver.cancel()
+            await asyncio.gather(receiver, return_exceptions=True)
+        await consumer.stop()
+    figures = _percentiles([got - at for at, got in arrivals if at >= started + warmup_s])
+    return {
+        **figures,
+        "alerts_expected": expected,
+        "alerts_in_warmup": len(arrivals) - figures["alerts_measured"],
+        "events": len(events),
+        "achieved_rate": round(len(events) / seconds, 1),
+    }
+
+
+async def _receive(
+    consumer: Any, published: dict[str, float], arrivals: list[tuple[float, float]], expected: int
+) -> None:
+    """Read alerts until ``expected`` firing ones have arrived, noting when each did."""
+    while len(arrivals) < expected:
+        batches = await consumer.getmany(timeout_ms=200)
+        received = time.perf_counter()
+        for records in batches.values():
+            for record in records:
+                alert = orjson.loads(record.value)
+                if alert["status"] != "firing":
+                    continue
+                # The event that made the rule fire is the newest of the alert's samples.
+                trigger = published.get(alert["sample_event_ids"][-1])
+                if trigger is None:
+                    raise BenchError(f"an alert names an event never published: {alert}")
+                arrivals.append((trigger, received))
+
+
+async def _publish(
+    settings: Settings,
+    events: Sequence[AccountDisrupted],
+    rate: float,
+    published: dict[str, float],
+) -> tuple[float, float]:
+    """Publish at a steady rate, noting when each event went; returns (start, seconds)."""
+    async with FeedProducer(settings) as producer:
+
+        async def send(batch: Sequence[AccountDisrupted]) -> list[PublishOutcome]:
+            now = time.perf_counter()
+            for event in batch:
+                published[str(event.event_id)] = now
+            return await producer.publish_many(batch)
+
+        # Not awaited one by one: a batch waiting for its acknowledgement must not hold the
+        # next one back, or the rate would follow the broker instead of the clock.
+        sends: list[asyncio.Task[list[PublishOutcome]]] = []
+        started = time.perf_counter()
+        sent = 0
+        while sent < len(events):
+            due = min(len(events), int((time.perf_counter() - started) * rate) + 1)
+            if due > sent:
+                sends.append(asyncio.create_task(send(events[sent:due])))
+                sent = due
+            await asyncio.sleep(_TICK_S)
+        outcomes = [o for batch in await asyncio.gather(*sends) for o in batch]
+        seconds = time.perf_counter() - started
+    if not all(o.ok for o in outcomes):
+        raise BenchError("some events of the steady stream were not published")
+    return started, seconds
+
+
+def _percentiles(latencies_s: list[float]) -> dict[str, Any]:
+    """p50 and p99 through an HdrHistogram (microsecond resolution, 3 significant digits)."""
+    from hdrh.histogram import HdrHistogram
+
+    if not latencies_s:
+        raise BenchError("no alert was caused after the warm-up")
+    histogram = HdrHistogram(1, _HIGHEST_US, 3)
+    for seconds in latencies_s:
+        histogram.record_value(max(1, round(seconds * 1e6)))
+    return {
+        "p50_ms": histogram.get_value_at_percentile(50) / 1000,
+        "p99_ms": histogram.get_value_at_percentile(99) / 1000,
+        "mean_ms": round(sum(latencies_s) / len(latencies_s) * 1000, 2),
+        "max_ms": round(max(latencies_s) * 1000, 2),
+        "alerts_measured": len(latencies_s),
+    }

@@ -1,0 +1,108 @@
+"""Topics for the benchmark: created ready to serve, deleted after each case run."""
+
+from __future__ import annotations
+
+__all__ = ["create_topics", "delete_topics", "first_group"]
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from disruptfeed.bench._errors import BenchError
+from disruptfeed.settings import Settings
+from disruptfeed.topics import TopicSpec, topic_specs
+from disruptfeed.topics import create_topics as project_topics
+from producers import FeedProducer
+from schemas import EventBase
+
+log = logging.getLogger(__name__)
+_READY_TIMEOUT_S = 60.0
+
+
+async def first_group(settings: Settings, events: list[EventBase]) -> None:
+    """Publish ``events`` idempotently, then read them in a consumer group and commit."""
+    from aiokafka import AIOKafkaConsumer
+
+    async with FeedProducer(settings) as producer:
+        outcomes = await producer.publish_many(events)
+    if not all(o.ok for o in outcomes):
+        raise BenchError("the broker did not accept the warm-up events")
+    consumer = AIOKafkaConsumer(
+        *{settings.topic(type(e).topic_name) for e in events},
+        **settings.client_kwargs(),
+        group_id=f"{settings.topic_prefix}-group",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        # Records come only after the group is joined, which creates the offsets topic.
+        if not await consumer.getmany(timeout_ms=60_000):
+            raise BenchError("the warm-up consumer group received nothing in 60 s")
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
+async def create_topics(settings: Settings) -> None:
+    """Create the project's topics, and return once every partition's leader answers.
+
+    A broker may list a new partition's leader a moment before that leader serves it; the
+    first requests would then fail and be retried inside the timed part of a case.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    specs = topic_specs(settings)
+    await project_topics(settings, specs)
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
+    await admin.start()
+    try:
+        # First the broker's metadata must list every partition with a leader; asking a
+        # client for offsets before that only makes it log "topic not found" and retry.
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while not _all_led(await admin.describe_topics([s.name for s in specs]), specs):
+            if time.monotonic() > deadline:
+                raise BenchError(f"the new topics {specs[0].name}, ... have no leaders yet")
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        # Then each leader must serve: ListOffsets goes to it, and aiokafka retries until so.
+        await consumer.end_offsets(
+            [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
+        )
+    finally:
+        await consumer.stop()
+
+
+def _all_led(described: list[dict[str, Any]], specs: list[TopicSpec]) -> bool:
+    wanted = {s.name: s.partitions for s in specs}
+    ready = {
+        t["topic"]
+        for t in described
+        if t["error_code"] == 0
+        and len(t["partitions"]) == wanted.get(t["topic"])
+        and all(p["leader"] >= 0 for p in t["partitions"])
+    }
+    return ready == set(wanted)
+
+
+async def delete_topics(settings: Settings, prefix: str) -> None:
+    """Delete every topic whose name contains ``prefix``; a failure is only logged."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
+    try:
+        await admin.start()
+        doomed = [t for t in await admin.list_topics() if prefix in t]
+        if doomed:
+            await admin.delete_topics(doomed)
+    except (KafkaError, OSError) as exc:
+        log.warning("could not delete the bench topics %s*: %s", prefix, exc)
+    finally:
+        await admin.close()

@@ -1,0 +1,169 @@
+"""``disruptfeed bench --quick`` against the session broker: the result document's shape.
+
+Figures depend on the machine, so nothing here asserts a speed: only that every case is there,
+that what was measured is a positive number, and that the ratios follow from the medians.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CASES = {
+    "kafka-producer": "events/s",
+    "aiokafka-producer": "events/s",
+    "confluent-producer": "events/s",
+    "feed-producer": "events/s",
+    "kafka-consumer": "events/s",
+    "aiokafka-consumer": "events/s",
+    "confluent-consumer": "events/s",
+    "feed-pipeline": "events/s",
+    "quix-pipeline": "events/s",
+    "publish-to-alert-p50": "ms",
+    "publish-to-alert-p99": "ms",
+    "feed-replay-verify": "events/s",
+    "worker-peak-rss": "MB",
+}
+PRODUCERS = ["kafka-producer", "aiokafka-producer", "confluent-producer", "feed-producer"]
+CONSUMERS = [
+    "kafka-consumer",
+    "aiokafka-consumer",
+    "confluent-consumer",
+    "feed-pipeline",
+    "quix-pipeline",
+]
+SKIPPED = {"feed-replay-verify": "replay command not built yet"}
+# The whole quick run is under three minutes on two cores; this is a deadline, not a wait.
+BENCH_DEADLINE_S = 540
+
+
+class BenchRun:
+    def __init__(self, document: dict[str, Any], stdout: str) -> None:
+        self.document = document
+        self.stdout = stdout
+        self.cases: dict[str, dict[str, Any]] = {c["name"]: c for c in document["cases"]}
+
+
+@pytest.fixture(scope="module")
+def bench(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> BenchRun:
+    out: Path = tmp_path_factory.mktemp("bench") / "bench.json"
+    env = {**os.environ, "DISRUPTFEED_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    done = subprocess.run(
+        [sys.executable, "-m", "disruptfeed", "bench", "--quick", "--json", str(out)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=BENCH_DEADLINE_S,
+        check=False,
+    )
+    assert done.returncode == 0, f"exit {done.returncode}:\n{done.stderr[-4000:]}"
+    return BenchRun(json.loads(out.read_text(encoding="utf-8")), done.stdout)
+
+
+@pytest.mark.timeout(BENCH_DEADLINE_S + 60)
+def test_every_case_is_reported_once_with_its_unit(bench: BenchRun) -> None:
+    names = [c["name"] for c in bench.document["cases"]]
+    assert sorted(names) == sorted(CASES)
+    for name, unit in CASES.items():
+        case = bench.cases[name]
+        assert case["unit"] == unit, name
+        assert {"name", "unit", "median", "min", "max", "runs"} <= case.keys(), name
+
+
+@pytest.mark.timeout(BENCH_DEADLINE_S + 60)
+def test_measured_figures_are_positive_and_ordered(bench: BenchRun) -> None:
+    for name in set(CASES) - set(SKIPPED):
+        case = bench.cases[name]
+        assert "error" not in case, f"{name}: {case.get('error')}"
+        assert case["runs"] >= 1, name
+        assert case["runs"] == len(case["values"]), name
+        assert all(v > 0 for v in case["values"]), name
+        assert 0 < case["min"] <= case["median"] <= case["max"], name
+
+
+@pytest.mark.timeout(BENCH_DEADLINE_S + 60)
+def test_ratios_are_the_medians_divided_by_the_peers(bench: BenchRun) -> None:
+    def check(names: list[str], aiokafka: str, kafka: str) -> None:
+        for name in names:
+            case = bench.cases[name]
+            for key, peer in (("ratio_to_aiokafka", aiokafka), ("ratio_to_kafka", kafka)):
+                expected = case["median"] / bench.cases[peer]["median"]
+                # Four significant digits in the document.
+                assert case[key] == pytest.approx(expected, rel=1e-3), (name, key)
+        assert bench.cases[aiokafka]["ratio_to_aiokafka"] == 1.0
+        assert bench.cases[kafka]["ratio_to_kafka"] == 1.0
+
+    check(PRODUCERS, "aiokafka-producer", "kafka-producer")
+    check(CONSUMERS, "aiokafka-consumer", "kafka-consumer")
+    for name in ("publish-to-alert-p50", "publish-to-alert-p99", "worker-peak-rss"):
+        assert "ratio_to_aiokafka" not in bench.cases[name]
+        assert "ratio_to_kafka" not in bench.cases[name]
+
+
+@pytest.mark.timeout(BENCH_DEADLINE_S + 60)
+def test_worst_ratio_is_the_lowest_against_another_case(bench: BenchRun) -> None:
+    keys = ("ratio_to_aiokafka", "ratio_to_kafka")
+    ratios = [
+        (bench.cases[name][key], name, peer)
+        for names, peers in (
+            (PRODUCERS, ("aiokafka-producer", "kafka-producer")),
+            (CONSUMERS, ("aiokafka-consumer", "kafka-consumer")),
+        )
+        for name in names
+        for key, peer in zip(keys, peers, strict=True)
+        if name != peer
+    ]
+    ratio, name, peer = min(ratios)
+    assert bench.document["worst_ratio"] == {"ratio": ratio, "case": name, "peer": peer}
+
+
+@pytest.mark.timeout(BENCH_DEADLINE_S + 60)
+def test_p99_is_not_below_p50(bench: BenchRun) -> None:
+    p50 = bench.cases["publish-to-alert-p50"]["values"]
+    p99 = bench.cases["publish-to-alert-p99"]["values"]
+    assert len(p50) == len(p99)
+    assert all(high >= low for low, high in zip(p50, p99, strict=True))
+
+
+@pytest.mark.timeout(BENCH_DEADLINE_S + 60)
+def test_unbuilt_replay_is_reported_as_skipped(bench: BenchRun) -> None:
+    case = bench.cases["feed-replay-verify"]
+    assert case["skipped"] == SKIPPED["feed-replay-verify"]
+    assert (case["median"], case["min"], case["max"], case["runs"]) == (None, None, None, 0)
+    assert case["ratio_to_aiokafka"] is None
+    assert case["ratio_to_kafka"] is None
+
+
+@pytest.mark.timeout(BENCH_DEADLINE_S + 60)
+def test_environment_and_workload_are_recorded(bench: BenchRun) -> None:
+    env = bench.document["environment"]
+    for key in ("python", "aiokafka", "faust", "confluent_kafka", "quixstreams", "kafka"):
+        assert isinstance(env[key], str), key
+        assert env[key], key
+    assert env["cpu_count"] >= 1
+    assert dt.datetime.fromisoformat(bench.document["date"]).tzinfo is not None
+    workload = bench.document["workload"]
+    assert 300 <= workload["event_bytes"]["mean"] <= 600
+    # Account disruptions dominate, as in the sample.
+    types = workload["event_types"]
+    assert types["account-disrupted"] > sum(types.values()) / 2
+    assert workload["rss_regions"] == 250
+
+
+@pytest.mark.timeout(BENCH_DEADLINE_S + 60)
+def test_stdout_is_a_markdown_table_of_every_case(bench: BenchRun) -> None:
+    lines = bench.stdout.strip().splitlines()
+    assert lines[0].startswith("| case |")
+    assert lines[1].startswith("| --- |")
+    rows = {line.split("|")[1].strip() for line in lines[2:]}
+    assert rows == set(CASES)
