@@ -180,4 +180,7 @@ def _headers(raw: Any) -> list[tuple[str, bytes]]:
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run a worker in this process until SIGTERM or Ctrl-C, then shut down cleanly."""
     worker = faust.Worker(create_app(settings), loglevel=loglevel, redirect_stdouts=False)
+    # Faust's terminal spinner turns the root logger to DEBUG so that it spins on every record:
+    # building a debug record per sent message cost ~8% of the worker's time (py-spy).
+    worker.spinner = None
     worker.execute_from_commandline()
