@@ -118,11 +118,11 @@ class FeedProducer:
             raise RuntimeError("FeedProducer is not started: use 'async with FeedProducer()'")
         return self._producer
 
-    async def _send(self, event: EventBase) -> asyncio.Future[Any]:
+    async def _send(self, event: EventBase, topic: str) -> asyncio.Future[Any]:
         # The record timestamp stays the append time, so time-range lookups (offsets_for_times)
         # follow the log's order; event time travels in the body and in ce_time.
         fut: asyncio.Future[Any] = await self._require().send(
-            topic_for(self._settings, event),
+            topic,
             value=codec.encode(event),
             key=codec.key(event),
             headers=codec.headers(event),
@@ -149,29 +149,29 @@ class FeedProducer:
         from aiokafka.errors import KafkaError
 
         seen: set[UUID] = set()
-        pending: list[tuple[EventBase, asyncio.Future[Any] | PublishOutcome]] = []
+        pending: list[tuple[UUID, str, asyncio.Future[Any] | PublishOutcome]] = []
         for event in events:
-            topic = topic_for(self._settings, event)
-            if event.event_id in seen:
-                pending.append((event, PublishOutcome(event.event_id, topic, duplicate=True)))
+            event_id, topic = event.event_id, topic_for(self._settings, event)
+            if event_id in seen:
+                pending.append((event_id, topic, PublishOutcome(event_id, topic, duplicate=True)))
                 continue
-            seen.add(event.event_id)
+            seen.add(event_id)
             try:
-                pending.append((event, await self._send(event)))
+                pending.append((event_id, topic, await self._send(event, topic)))
             except KafkaError as exc:
-                pending.append((event, PublishOutcome(event.event_id, topic, error=_wrap(exc))))
+                failed = PublishOutcome(event_id, topic, error=_wrap(exc))
+                pending.append((event_id, topic, failed))
         outcomes: list[PublishOutcome] = []
-        for event, item in pending:
+        for event_id, topic, item in pending:
             if isinstance(item, PublishOutcome):
                 outcomes.append(item)
                 continue
-            topic = topic_for(self._settings, event)
             try:
                 meta = await item
             except KafkaError as exc:
-                outcomes.append(PublishOutcome(event.event_id, topic, error=_wrap(exc)))
+                outcomes.append(PublishOutcome(event_id, topic, error=_wrap(exc)))
             else:
-                outcomes.append(PublishOutcome(event.event_id, topic, meta.partition, meta.offset))
+                outcomes.append(PublishOutcome(event_id, topic, meta.partition, meta.offset))
         return outcomes
 
     async def flush(self) -> None:
