@@ -2,7 +2,8 @@
 
 Public API::
 
-    from streams import create_app, CountStore, AlertEngine, Alert, load_rules
+    from streams import CountStore, AlertEngine, Alert, load_rules
+    from streams.app import create_app  # the Faust app (imports Faust)
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ __all__ = [
     "Counted",
     "Processor",
     "RuleSet",
-    "create_app",
     "load_rules",
 ]
 
@@ -23,10 +23,3 @@ from streams._alerts import Alert
 from streams._processor import Processor
 from streams._rules import AlertEngine, RuleSet, load_rules
 from streams._windows import WINDOWS, Counted, CountStore
-
-
-def create_app(*args: object, **kwargs: object) -> object:
-    """Build the Faust app (imported lazily: Faust is slow to import)."""
-    from streams.app import create_app as _create
-
-    return _create(*args, **kwargs)  # type: ignore[arg-type]

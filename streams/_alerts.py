@@ -271,6 +271,11 @@ class Lifecycle:
         """A ``firing`` alert for every episode, as last evaluated."""
         return [ep.alert(fp, "firing") for fp, ep in self.ordered()]
 
+    def episode_state(self, fp: str) -> dict[str, Any] | None:
+        """One episode as plain JSON data (a :meth:`state` entry), or None once it has ended."""
+        ep = self.episodes.get(fp)
+        return None if ep is None else ep.model_dump(mode="json")
+
     def state(self) -> dict[str, dict[str, Any]]:
         """Every episode as plain JSON data: fingerprint -> episode."""
         return {fp: ep.model_dump(mode="json") for fp, ep in sorted(self.episodes.items())}

@@ -169,17 +169,15 @@ class Processor:
         alerts = self.engine.on_event(event, self.store, now, tuple(recent))
         self._partition_of[event.region] = partition
         due = self._swept.get((partition, event.type))
-        if due is not None and now < due:
-            self.stats.alerts_sent += len(alerts)
-            return Outcome(event=event, counted=counted, alerts=alerts)
-        self._swept[(partition, event.type)] = now + SWEEP_EVERY_MS
-        alerts += self.engine.sweep(
-            self.store,
-            now,
-            # Only episodes this partition's stream time governs: keeps alerts deterministic.
-            where=lambda region, event_type: (
-                event_type == event.type and self._partition_of.get(region) == partition
-            ),
-        )
+        if due is None or now >= due:
+            self._swept[(partition, event.type)] = now + SWEEP_EVERY_MS
+            alerts += self.engine.sweep(
+                self.store,
+                now,
+                # Only episodes this partition's stream time governs: keeps alerts deterministic.
+                where=lambda region, event_type: (
+                    event_type == event.type and self._partition_of.get(region) == partition
+                ),
+            )
         self.stats.alerts_sent += len(alerts)
         return Outcome(event=event, counted=counted, alerts=alerts)

@@ -313,6 +313,10 @@ class AlertEngine:
         """The engine's memory as plain JSON data: fingerprint -> episode (one table row each)."""
         return self._life.state()
 
+    def episode_state(self, fingerprint: str) -> dict[str, Any] | None:
+        """One :meth:`state` entry, or None when no episode of that fingerprint is live."""
+        return self._life.episode_state(fingerprint)
+
     def restore(self, state: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the engine's memory with a :meth:`state` result (ValueError if malformed)."""
         self._life.restore(state)

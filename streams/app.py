@@ -151,19 +151,17 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 continue
             if outcome.counted is not None and outcome.event is not None:
                 events[str(outcome.event.event_id)] = list(outcome.counted)
-            if outcome.alerts:
-                current = processor.engine.state()
-                for alert in outcome.alerts:
-                    key = alert.fingerprint
-                    if key in current:
-                        episodes[key] = current[key]
-                    elif key in episodes:
-                        del episodes[key]
-                    await alerts.send(
-                        key=alert_key(alert),
-                        value=encode_alert(alert),
-                        headers=alert_headers(alert),
-                    )
+            for alert in outcome.alerts:
+                # Only the episodes this event changed are written, one table row each.
+                key = alert.fingerprint
+                current = processor.engine.episode_state(key)
+                if current is not None:
+                    episodes[key] = current
+                elif key in episodes:
+                    del episodes[key]
+                await alerts.send(
+                    key=alert_key(alert), value=encode_alert(alert), headers=alert_headers(alert)
+                )
 
     state.agent = count_events
     register_views(app, state)

@@ -6,6 +6,7 @@ __all__ = ["publish", "sample", "tail"]
 
 import datetime as dt
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,16 +18,25 @@ from disruptfeed.topics import EVENT_TOPICS
 from schemas import AccountDisrupted, Event, NetworkIdentified, ReportReleased, codec
 
 
-def _progress(total: int | None, desc: str, unit: str = "lines") -> Any:
+def _progress(total: int | None, desc: str, unit: str = "lines", *, scale: bool = False) -> Any:
     from tqdm import tqdm
 
     # disable=None: a bar on a terminal, silence in pipes and CI logs.
-    return tqdm(total=total, desc=desc, unit=f" {unit}", file=sys.stderr, disable=None)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit if scale else f" {unit}",
+        unit_scale=scale,
+        file=sys.stderr,
+        disable=None,
+    )
 
 
-def _count_lines(path: Path) -> int:
-    with path.open("rb") as fh:
-        return sum(1 for line in fh if line.strip())
+def _counting(lines: IO[bytes], bar: Any) -> Iterator[bytes]:
+    # Progress by bytes read: the file is read once, never counted beforehand.
+    for line in lines:
+        bar.update(len(line))
+        yield line
 
 
 @click.command()
@@ -48,18 +58,16 @@ def publish(ctx: click.Context, file: Path, chunk: int) -> None:
     name = "<stdin>" if str(file) == "-" else str(file)
     if name != "<stdin>" and not file.exists():
         raise click.BadParameter(f"{file} does not exist", param_hint="FILE")
-    total = None if name == "<stdin>" else _count_lines(file)
+    total = None if name == "<stdin>" else file.stat().st_size
 
     def rejected(result: LineResult) -> None:
         bar.clear()
         click.secho(result.describe(name), fg="yellow", err=True)
 
     stream: IO[bytes] = sys.stdin.buffer if name == "<stdin>" else file.open("rb")
-    with stream, _progress(total, "publishing") as bar:
+    with stream, _progress(total, "publishing", "B", scale=True) as bar:
         report = run(
-            publish_lines(
-                stream, settings, chunk=chunk, on_rejected=rejected, on_progress=bar.update
-            )
+            publish_lines(_counting(stream, bar), settings, chunk=chunk, on_rejected=rejected)
         )
     for line, reason in report.failed:
         click.secho(f"{name}:{line}: not acknowledged: {reason}", fg="red", err=True)
