@@ -34,14 +34,15 @@ __all__ = [
     "to_ms",
 ]
 
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 from uuid import UUID, uuid5
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from schemas._codec import CONTENT_TYPE, codec
 
@@ -124,17 +125,23 @@ class Alert(BaseModel):
 
 def merge_samples(old: Sequence[UUID], new: Sequence[UUID]) -> tuple[UUID, ...]:
     """The most recent distinct ids of both, oldest first, at most :data:`MAX_SAMPLES`."""
-    return tuple(dict.fromkeys([*old, *new]))[-MAX_SAMPLES:]
+    # Keyed by the 128-bit int: UUID.__hash__ is Python code, and this runs per counted event.
+    return tuple({u.int: u for u in (*old, *new)}.values())[-MAX_SAMPLES:]
 
 
-class Episode(BaseModel):
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Episode:
     """What the engine remembers about one firing alert: one row of its persisted state.
 
     Window rules (``threshold``, ``surge``) hold while ``value >= threshold``; immediate rules
     hold until ``hold_until_ms``. Times are stream time in epoch milliseconds.
+
+    A plain dataclass, not a pydantic model: the engine builds one per rule evaluation, many times
+    per event, from values mypy has checked. Stored state is validated on the way back in
+    (:meth:`from_state`).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     v: Literal[1] = 1
     rule: str
@@ -149,8 +156,26 @@ class Episode(BaseModel):
     threshold: float | None = None
     baseline: float | None = None
     hold_until_ms: int | None = None
-    sample_ids: tuple[UUID, ...] = Field(default=(), max_length=MAX_SAMPLES)
+    sample_ids: Annotated[tuple[UUID, ...], Field(max_length=MAX_SAMPLES)] = ()
     summary: str
+
+    def to_state(self) -> dict[str, Any]:
+        """This episode as plain JSON data (one table row)."""
+        state: dict[str, Any] = _EPISODE.dump_python(self, mode="json")
+        return state
+
+    @staticmethod
+    def from_state(data: Mapping[str, Any]) -> Episode:
+        """An episode from :meth:`to_state` data.
+
+        Raises:
+            pydantic.ValidationError: a field is missing, unknown or of the wrong type.
+        """
+        return _EPISODE.validate_python(data)
+
+    def replace(self, **changes: Any) -> Episode:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
 
     def holds(self, now_ms: int) -> bool:
         """Whether the condition still holds at stream time ``now_ms``."""
@@ -167,13 +192,11 @@ class Episode(BaseModel):
         hold only ever extends (a network named again while held stays one episode).
         """
         holds = [h for h in (self.hold_until_ms, fresh.hold_until_ms) if h is not None]
-        return fresh.model_copy(
-            update={
-                "starts_ms": self.starts_ms,
-                "last_sent_ms": self.last_sent_ms,
-                "hold_until_ms": max(holds, default=None),
-                "sample_ids": merge_samples(self.sample_ids, fresh.sample_ids),
-            }
+        return fresh.replace(
+            starts_ms=self.starts_ms,
+            last_sent_ms=self.last_sent_ms,
+            hold_until_ms=max(holds, default=None),
+            sample_ids=merge_samples(self.sample_ids, fresh.sample_ids),
         )
 
     def alert(self, fp: str, status: AlertStatus, ends_ms: int | None = None) -> Alert:
@@ -200,6 +223,9 @@ class Episode(BaseModel):
         )
 
 
+_EPISODE: Final = TypeAdapter(Episode)
+
+
 class Lifecycle:
     """Alertmanager's lifecycle per fingerprint, in stream time.
 
@@ -214,14 +240,15 @@ class Lifecycle:
         self.repeat_ms = repeat_ms
         self.episodes: dict[str, Episode] = {}
 
-    def step(self, fresh: Episode, now_ms: int) -> list[Alert]:
+    def step(self, fresh: Episode, now_ms: int, fp: str | None = None) -> list[Alert]:
         """Fold a new evaluation into its fingerprint's episode; return the messages it causes.
 
         Args:
             fresh: the evaluation, shaped as the episode that would start now.
             now_ms: stream time of the evaluation.
+            fp: ``fresh``'s fingerprint, when the caller has it already.
         """
-        fp = fingerprint(fresh.rule, fresh.labels)
+        fp = fp or fingerprint(fresh.rule, fresh.labels)
         ep = self.episodes.get(fp)
         out: list[Alert] = []
         if ep is None:
@@ -235,14 +262,14 @@ class Lifecycle:
             ep = ep.observe(fresh)
             due = self.repeat_ms is not None and now_ms - ep.last_sent_ms >= self.repeat_ms
             if due and ep.holds(now_ms):
-                ep = ep.model_copy(update={"last_sent_ms": now_ms})
+                ep = ep.replace(last_sent_ms=now_ms)
                 out.append(ep.alert(fp, "firing"))
         if ep.holds(now_ms):
             self.episodes[fp] = ep
             return out
         self.episodes.pop(fp, None)  # absent when it fired and ended in this one step
         if ep.hold_until_ms is not None:
-            ended = ep.model_copy(update={"summary": f"{ep.summary}; resolved: hold ended"})
+            ended = ep.replace(summary=f"{ep.summary}; resolved: hold ended")
             out.append(ended.alert(fp, "resolved", ends_ms=ep.hold_until_ms))
         else:
             out.append(ep.alert(fp, "resolved", ends_ms=now_ms))
@@ -251,7 +278,7 @@ class Lifecycle:
     def end(self, fp: str, now_ms: int, why: str) -> Alert:
         """Resolve an episode unconditionally (its rule is gone), ``why`` going in the summary."""
         ep = self.episodes.pop(fp)
-        ended = ep.model_copy(update={"last_eval_ms": now_ms, "summary": f"{ep.summary}; {why}"})
+        ended = ep.replace(last_eval_ms=now_ms, summary=f"{ep.summary}; {why}")
         return ended.alert(fp, "resolved", ends_ms=now_ms)
 
     def ordered(self, where: Callable[[str, str], bool] | None = None) -> list[tuple[str, Episode]]:
@@ -274,11 +301,11 @@ class Lifecycle:
     def episode_state(self, fp: str) -> dict[str, Any] | None:
         """One episode as plain JSON data (a :meth:`state` entry), or None once it has ended."""
         ep = self.episodes.get(fp)
-        return None if ep is None else ep.model_dump(mode="json")
+        return None if ep is None else ep.to_state()
 
     def state(self) -> dict[str, dict[str, Any]]:
         """Every episode as plain JSON data: fingerprint -> episode."""
-        return {fp: ep.model_dump(mode="json") for fp, ep in sorted(self.episodes.items())}
+        return {fp: ep.to_state() for fp, ep in sorted(self.episodes.items())}
 
     def restore(self, state: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace every episode with those of a :meth:`state` result.
@@ -288,7 +315,7 @@ class Lifecycle:
         """
         episodes: dict[str, Episode] = {}
         for fp, data in state.items():
-            ep = Episode.model_validate(data)
+            ep = Episode.from_state(data)
             if fingerprint(ep.rule, ep.labels) != fp:
                 raise ValueError(f"state entry {fp!r} is not the fingerprint of its labels")
             episodes[fp] = ep

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 from uuid import UUID
 
 from pydantic import (
@@ -42,7 +42,15 @@ from pydantic import (
 from disruptfeed.errors import ConfigurationError
 from schemas._events import EventBase, NetworkIdentified, ReportReleased
 from schemas._types import Attribution, EventType, Region, Slug
-from streams._alerts import Alert, Episode, Lifecycle, Severity, merge_samples, to_ms
+from streams._alerts import (
+    Alert,
+    Episode,
+    Lifecycle,
+    Severity,
+    fingerprint,
+    merge_samples,
+    to_ms,
+)
 from streams._windows import WINDOWS, CountStore, WindowName
 
 _RULE_CONFIG = ConfigDict(frozen=True, extra="forbid")
@@ -255,6 +263,7 @@ class AlertEngine:
         self.rules = rules
         self._by_name: dict[str, Rule] = {rule.name: rule for rule in rules.rules}
         self._life = Lifecycle(WINDOWS[rules.repeat_interval] if rules.repeat_interval else None)
+        self._fingerprints: dict[tuple[str, str, str], str] = {}
 
     def on_event(
         self, event: EventBase, store: CountStore, now_ms: int, sample_ids: Sequence[UUID] = ()
@@ -269,16 +278,30 @@ class AlertEngine:
                 carry the last few, with this event's id.
         """
         self._check(store)
-        samples = merge_samples(sample_ids, [event.event_id])
         labels = {"region": event.region, "event_type": event.type}
         out: list[Alert] = []
         for rule in self.rules.rules:
             if isinstance(rule, ThresholdRule | SurgeRule):
-                if rule.event_type == event.type and _covers(rule, event.region):
-                    out += self._life.step(_measure(rule, labels, store, now_ms, samples), now_ms)
-            elif (fresh := _held(rule, event, now_ms)) is not None:
-                out += self._life.step(fresh, now_ms)
+                if rule.event_type != event.type or not _covers(rule, event.region):
+                    continue
+                fp = self._window_fingerprint(rule.name, event.region, event.type)
+                reading = _read(rule, event.region, store, now_ms)
+                if reading.value < reading.required and fp not in self._life.episodes:
+                    continue  # nothing firing and nothing to start: no episode to build
+                samples = merge_samples(sample_ids, [event.event_id])
+                out += self._life.step(_episode(rule, labels, reading, now_ms, samples), now_ms, fp)
+            elif (held := _held(rule, event, now_ms)) is not None:
+                out += self._life.step(held, now_ms)
         return out
+
+    def _window_fingerprint(self, rule: str, region: str, event_type: str) -> str:
+        # A window rule's labels are its region and event type: hash them once per series.
+        key = (rule, region, event_type)
+        fp = self._fingerprints.get(key)
+        if fp is None:
+            labels = {"region": region, "event_type": event_type}
+            fp = self._fingerprints[key] = fingerprint(rule, labels)
+        return fp
 
     def sweep(
         self, store: CountStore, now_ms: int, where: Callable[[str, str], bool] | None = None
@@ -296,9 +319,10 @@ class AlertEngine:
         for fp, ep in self._life.ordered(where):
             rule = self._by_name.get(ep.rule)
             if isinstance(rule, ThresholdRule | SurgeRule) and _same_series(rule, ep):
-                out += self._life.step(_measure(rule, ep.labels, store, now_ms, ()), now_ms)
+                reading = _read(rule, ep.labels["region"], store, now_ms)
+                out += self._life.step(_episode(rule, ep.labels, reading, now_ms, ()), now_ms, fp)
             elif rule is not None and rule.kind == ep.kind and ep.hold_until_ms is not None:
-                out += self._life.step(ep.model_copy(update={"last_eval_ms": now_ms}), now_ms)
+                out += self._life.step(ep.replace(last_eval_ms=now_ms), now_ms)
             else:
                 # The rule was removed or changed since the episode began (state restored under a
                 # new rule file): end the episode rather than leave a firing alert dangling.
@@ -327,22 +351,35 @@ class AlertEngine:
             raise ConfigurationError(msg)
 
 
-def _measure(
-    rule: _Window, labels: dict[str, str], store: CountStore, now: int, samples: Sequence[UUID]
-) -> Episode:
-    """A window rule evaluated at ``now``, as an episode that would start now."""
-    region, size = labels["region"], WINDOWS[rule.window]
+class _Reading(NamedTuple):
+    """A window rule read off the counts at one stream time."""
+
+    value: int
+    required: float
+    baseline: float | None
+    how: str
+
+
+def _read(rule: _Window, region: str, store: CountStore, now: int) -> _Reading:
+    """The count a window rule sees at ``now``, and the count it requires."""
+    size = WINDOWS[rule.window]
     value = store.count(region, rule.event_type, size, now)
-    baseline: float | None = None
     if isinstance(rule, ThresholdRule):
-        required, how = float(rule.threshold), f"{rule.threshold}"
-    else:
-        # The baseline period ends where the window starts, so a burst is not its own baseline.
-        before = store.count(region, rule.event_type, WINDOWS[rule.baseline], now - size)
-        baseline = before * size / WINDOWS[rule.baseline]
-        required = max(float(rule.min_count), rule.factor * baseline)
-        how = f"{required:g} ({rule.factor:g} x {baseline:.3g}/{rule.window} over {rule.baseline})"
-    head = f"{region} {rule.event_type}: {value} in {rule.window}"
+        return _Reading(value, float(rule.threshold), None, f"{rule.threshold}")
+    # The baseline period ends where the window starts, so a burst is not its own baseline.
+    before = store.count(region, rule.event_type, WINDOWS[rule.baseline], now - size)
+    baseline = before * size / WINDOWS[rule.baseline]
+    required = max(float(rule.min_count), rule.factor * baseline)
+    how = f"{required:g} ({rule.factor:g} x {baseline:.3g}/{rule.window} over {rule.baseline})"
+    return _Reading(value, required, baseline, how)
+
+
+def _episode(
+    rule: _Window, labels: dict[str, str], reading: _Reading, now: int, samples: Sequence[UUID]
+) -> Episode:
+    """A window rule's reading at ``now``, as an episode that would start now."""
+    value, required = reading.value, reading.required
+    head = f"{labels['region']} {rule.event_type}: {value} in {rule.window}"
     return Episode(
         rule=rule.name,
         kind=rule.kind,
@@ -354,9 +391,11 @@ def _measure(
         window=rule.window,
         value=value,
         threshold=required,
-        baseline=baseline,
+        baseline=reading.baseline,
         sample_ids=tuple(samples),
-        summary=f"{head} >= {how}" if value >= required else f"{head} < {how}; resolved",
+        summary=(
+            f"{head} >= {reading.how}" if value >= required else f"{head} < {reading.how}; resolved"
+        ),
     )
 
 
