@@ -76,6 +76,20 @@ class Settings(BaseSettings):
         default=None, description="Alert rules (TOML). Unset: the rules shipped with the project."
     )
     commit_interval: float = Field(default=1.0, gt=0, le=60)
+    batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Most records the worker takes from its stream at once: one table write "
+        "per source partition per batch instead of one per event.",
+    )
+    batch_wait_ms: int = Field(
+        default=10,
+        ge=1,
+        le=1_000,
+        description="Longest a record waits for its batch to fill; added to alert latency "
+        "when the stream is quiet.",
+    )
     session_timeout: float = Field(
         default=10.0,
         ge=6,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -178,6 +179,14 @@ async def test_agent_counts_with_test_context() -> None:
     assert state.processor.stats.counted == 4
     assert state.processor.stats.duplicates == 1
     assert state.processor.stats.late == 1
+    # One table row per partition per batch, holding each counted event's id and facts.
+    table: Any = app.tables["events"]
+    rows = dict(table.items())
+    stored = [fact for row in rows.values() for fact in row]
+    assert sorted(f[0] for f in stored) == sorted(str(e.event_id) for e in [*events, late_event])
+    # Keyed topic:partition:offset of the row's first event (test_context's topic is internal).
+    assert {key.rsplit(":", 2)[1] for key in rows} == {"0"}
+    assert state.seen == {f[0] for f in stored}
     snapshot = state.processor.store.snapshot()
     assert snapshot["RU"]["account.disrupted"] == {"1h": 2, "24h": 2, "7d": 2, "total": 2}
     assert snapshot["CN"]["account.disrupted"] == {"1h": 1, "24h": 1, "7d": 1, "total": 2}
@@ -199,3 +208,17 @@ def test_app_creates_a_missing_data_dir(tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=data, worker_store="memory://", topic_prefix="unit"))
     assert (data / "worker").is_dir()
     assert app.conf.id == "unit-worker"
+
+
+def test_stored_rows_rebuild_counts_and_ids_in_both_row_shapes() -> None:
+    from streams.app import _stored_facts
+
+    old, new = _counted(1), _counted(2)
+    rows = [
+        ("t.account-disrupted:0:17", [["id-b", *new], ["id-c", *new]]),
+        ("id-a", list(old)),  # the first release stored one row per event, keyed by its id
+        ("t.account-disrupted:1:3", None),
+    ]
+    seen: set[str] = set()
+    assert list(_stored_facts(rows, seen)) == [new, new, old]
+    assert seen == {"id-a", "id-b", "id-c"}
