@@ -118,17 +118,6 @@ class FeedProducer:
             raise RuntimeError("FeedProducer is not started: use 'async with FeedProducer()'")
         return self._producer
 
-    async def _send(self, event: EventBase, topic: str) -> asyncio.Future[Any]:
-        # The record timestamp stays the append time, so time-range lookups (offsets_for_times)
-        # follow the log's order; event time travels in the body and in ce_time.
-        fut: asyncio.Future[Any] = await self._require().send(
-            topic,
-            value=codec.encode(event),
-            key=codec.key(event),
-            headers=codec.headers(event),
-        )
-        return fut
-
     async def publish(self, event: EventBase) -> PublishOutcome:
         """Publish one event and wait for the broker's acknowledgement.
 
@@ -148,19 +137,26 @@ class FeedProducer:
         """
         from aiokafka.errors import KafkaError
 
-        seen: set[UUID] = set()
+        send = self._require().send
+        settings = self._settings
+        encode, key, headers = codec.encode, codec.key, codec.headers
+        # Keyed by UUID.int: UUID.__hash__ is Python code, and this loop is the producer's hot path.
+        seen: set[int] = set()
         pending: list[tuple[UUID, str, asyncio.Future[Any] | PublishOutcome]] = []
         for event in events:
-            event_id, topic = event.event_id, topic_for(self._settings, event)
-            if event_id in seen:
+            event_id, topic = event.event_id, topic_for(settings, event)
+            if event_id.int in seen:
                 pending.append((event_id, topic, PublishOutcome(event_id, topic, duplicate=True)))
                 continue
-            seen.add(event_id)
+            seen.add(event_id.int)
             try:
-                pending.append((event_id, topic, await self._send(event, topic)))
+                # The record timestamp stays the append time, so time-range lookups
+                # (offsets_for_times) follow the log's order; event time is in the body and ce_time.
+                fut = await send(topic, value=encode(event), key=key(event), headers=headers(event))
             except KafkaError as exc:
-                failed = PublishOutcome(event_id, topic, error=_wrap(exc))
-                pending.append((event_id, topic, failed))
+                pending.append((event_id, topic, PublishOutcome(event_id, topic, error=_wrap(exc))))
+            else:
+                pending.append((event_id, topic, fut))
         outcomes: list[PublishOutcome] = []
         for event_id, topic, item in pending:
             if isinstance(item, PublishOutcome):

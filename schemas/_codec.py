@@ -16,6 +16,7 @@ __all__ = [
     "codec",
 ]
 
+import functools
 from collections.abc import Iterable
 from typing import Any, Final, get_args
 
@@ -37,6 +38,16 @@ _TAGS: Final = frozenset(get_args(EventType))
 def ce_type(event_type: str, version: int = 1) -> str:
     """The CloudEvents ``type`` of an event type: ``io.disruptfeed.account.disrupted.v1``."""
     return f"io.disruptfeed.{event_type}.v{version}"
+
+
+@functools.cache
+def _ce_type_bytes(event_type: str, version: int) -> bytes:
+    # Headers are built per published event; there are a handful of (type, version) pairs.
+    return ce_type(event_type, version).encode()
+
+
+_SPEC_VERSION: Final = ("ce_specversion", b"1.0")
+_CONTENT_TYPE: Final = ("content-type", CONTENT_TYPE.encode())
 
 
 def _problems(exc: ValidationError) -> list[FieldProblem]:
@@ -74,13 +85,13 @@ class EventCodec:
     def headers(self, event: EventBase) -> list[tuple[str, bytes]]:
         """CloudEvents binary-mode headers for an event."""
         return [
-            ("ce_specversion", b"1.0"),
+            _SPEC_VERSION,
             ("ce_id", str(event.event_id).encode()),
             ("ce_source", event.source.encode()),
-            ("ce_type", ce_type(event.type, event.schema_version).encode()),
+            ("ce_type", _ce_type_bytes(event.type, event.schema_version)),
             ("ce_time", event.occurred_at.isoformat().encode()),
             ("ce_subject", event.region.encode()),
-            ("content-type", CONTENT_TYPE.encode()),
+            _CONTENT_TYPE,
         ]
 
     # --- decoding ----------------------------------------------------------------------------

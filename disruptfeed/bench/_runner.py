@@ -33,6 +33,7 @@ from disruptfeed.bench._events import (
     size_stats,
     week_events,
 )
+from disruptfeed.bench._floor import floor_rate
 from disruptfeed.bench._latency import alert_rules, publish_to_alert
 from disruptfeed.bench._quix import quix_rate
 from disruptfeed.bench._report import CASES, CaseResult
@@ -268,6 +269,7 @@ class Bench:
             "confluent-consumer": lambda: self._consume(name, s, scratch),
             "feed-pipeline": lambda: self._drain(s, self.pipeline_records, scratch),
             "quix-pipeline": lambda: self._quix(s, scratch),
+            "faust-floor": lambda: self._floor(s, scratch),
             _LATENCY[0]: lambda: self._latency(s, scratch),
             "worker-peak-rss": lambda: self._rss(s, scratch),
         }
@@ -292,6 +294,11 @@ class Bench:
         """The pipelines' backlog, through the Quix app (it reads the account topic only)."""
         clients.confluent_produce(s, self.pipeline_records)
         return quix_rate(s, _accounts(self.pipeline_records), scratch)
+
+    def _floor(self, s: Settings, scratch: Path) -> tuple[float, dict[str, Any]]:
+        """The pipelines' backlog, through a Faust agent that does nothing with it."""
+        clients.confluent_produce(s, self.pipeline_records)
+        return floor_rate(s, len(self.pipeline_records), scratch)
 
     def _rss(self, s: Settings, scratch: Path) -> tuple[float, dict[str, Any]]:
         """Peak RSS of a worker once it holds 7 days of windows for 250 regions."""

@@ -28,6 +28,7 @@ CASES = {
     "confluent-consumer": "events/s",
     "feed-pipeline": "events/s",
     "quix-pipeline": "events/s",
+    "faust-floor": "events/s",
     "publish-to-alert-p50": "ms",
     "publish-to-alert-p99": "ms",
     "feed-replay-verify": "events/s",
@@ -40,6 +41,7 @@ CONSUMERS = [
     "confluent-consumer",
     "feed-pipeline",
     "quix-pipeline",
+    "faust-floor",
 ]
 SKIPPED = {"feed-replay-verify": "replay command not built yet"}
 # The whole quick run is under three minutes on two cores; this is a deadline, not a wait.
