@@ -130,7 +130,7 @@ class EventCodec:
                         )
                     ]
                 )
-            if name == "ce_type" and raw != ce_type(event.type, event.schema_version).encode():
+            if name == "ce_type" and raw != _ce_type_bytes(event.type, event.schema_version):
                 raise SchemaValidationError(
                     [FieldProblem("ce_type", f"header {raw!r} differs from type {event.type!r}")]
                 )

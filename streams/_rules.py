@@ -264,6 +264,7 @@ class AlertEngine:
         self._by_name: dict[str, Rule] = {rule.name: rule for rule in rules.rules}
         self._life = Lifecycle(WINDOWS[rules.repeat_interval] if rules.repeat_interval else None)
         self._fingerprints: dict[tuple[str, str, str], str] = {}
+        self._history_ms = rules.history_ms  # checked per event; the rules never change
 
     def on_event(
         self, event: EventBase, store: CountStore, now_ms: int, sample_ids: Sequence[UUID] = ()
@@ -319,10 +320,14 @@ class AlertEngine:
         for fp, ep in self._life.ordered(where):
             rule = self._by_name.get(ep.rule)
             if isinstance(rule, ThresholdRule | SurgeRule) and _same_series(rule, ep):
+                if ep.last_eval_ms == now_ms:
+                    # Evaluated at this stream time already, and a series' count only changes
+                    # with its own events, each of which re-evaluates it: the result would match.
+                    continue
                 reading = _read(rule, ep.labels["region"], store, now_ms)
                 out += self._life.step(_episode(rule, ep.labels, reading, now_ms, ()), now_ms, fp)
             elif rule is not None and rule.kind == ep.kind and ep.hold_until_ms is not None:
-                out += self._life.step(ep.replace(last_eval_ms=now_ms), now_ms)
+                out += self._life.touch(fp, now_ms)
             else:
                 # The rule was removed or changed since the episode began (state restored under a
                 # new rule file): end the episode rather than leave a firing alert dangling.
@@ -346,7 +351,7 @@ class AlertEngine:
         self._life.restore(state)
 
     def _check(self, store: CountStore) -> None:
-        if store.retain_ms < (need := self.rules.history_ms):
+        if store.retain_ms < (need := self._history_ms):
             msg = f"the count store keeps {store.retain_ms} ms of event time; the rules need {need}"
             raise ConfigurationError(msg)
 

@@ -186,10 +186,11 @@ async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) 
             dl = outcome.dead_letter
             await sinks.dead_letter.send(key=dl.key, value=dl.value or b"", headers=dl.headers)
             continue
-        if outcome.counted is not None and outcome.event is not None:
-            event_id = str(outcome.event.event_id)
-            seen.add(event_id)
-            rows.setdefault(msg.partition, (record, []))[1].append([event_id, *outcome.counted])
+        if outcome.counted is not None:
+            seen.add(outcome.event_id)
+            rows.setdefault(msg.partition, (record, []))[1].append(
+                [outcome.event_id, *outcome.counted]
+            )
         for alert in outcome.alerts:
             # Only the episodes this event changed are written, one table row each.
             key = alert.fingerprint
