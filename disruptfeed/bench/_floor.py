@@ -2,11 +2,11 @@
 
 A Faust app with one agent over the three event topics takes the pipeline's backlog exactly as
 the worker does (``stream.take_events`` with the worker's batch settings, raw bytes, concurrency
-1, at-least-once commits) and does nothing with it. Its rate is the most any Faust agent on this
-machine can do with these records, so ``feed-pipeline`` is read against it: the gap between the
-two is ours, the gap between this and ``aiokafka-consumer`` is Faust's. It runs in its own process
-(``python -m disruptfeed.bench._floor CONFIG``), like the Quix app, and writes its timing to a
-result file.
+1, at-least-once commits, uvloop) and does nothing with it. Its rate is the most any Faust agent
+on this machine can do with these records, so ``feed-pipeline`` is read against it: the gap
+between the two is ours, the gap between this and ``aiokafka-consumer`` is Faust's. It runs in
+its own process (``python -m disruptfeed.bench._floor CONFIG``), like the Quix app, and writes
+its timing to a result file.
 """
 
 from __future__ import annotations
@@ -88,6 +88,9 @@ def main(argv: list[str]) -> None:
     """The no-op agent: read the config file named by ``argv[0]``, receive, write the result."""
     import faust
 
+    from streams.app import use_uvloop
+
+    use_uvloop()  # as the worker does
     config = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     Path(config["data_dir"]).mkdir(parents=True, exist_ok=True)
     app = faust.App(
