@@ -17,18 +17,16 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from disruptfeed.bench._child import run_child
 from disruptfeed.bench._errors import BenchError
 from disruptfeed.broker import free_port
 from disruptfeed.settings import Settings
 from disruptfeed.topics import EVENT_TOPICS
-
-_TIMEOUT_S = 600.0
 
 
 def floor_rate(settings: Settings, count: int, workdir: Path) -> tuple[float, dict[str, Any]]:
@@ -37,46 +35,18 @@ def floor_rate(settings: Settings, count: int, workdir: Path) -> tuple[float, di
     The clock starts when the first batch arrives and stops when the last record has, like
     feed-pipeline's, so start-up and the group join are left out.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "floor.json"
-    result = workdir / "result.json"
-    config.write_text(
-        json.dumps(
-            {
-                "broker": [f"kafka://{h.strip()}" for h in settings.bootstrap.split(",")],
-                "topics": [settings.topic(name) for name in EVENT_TOPICS],
-                "app_id": f"{settings.topic_prefix}-floor",
-                "partitions": settings.partitions,
-                "batch_size": settings.batch_size,
-                "batch_wait_ms": settings.batch_wait_ms,
-                "web_port": free_port(),
-                "data_dir": str(workdir / "state"),
-                "count": count,
-                "result": str(result),
-            }
-        ),
-        encoding="utf-8",
-    )
-    log = workdir / "floor.log"
-    with log.open("ab") as out:
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "disruptfeed.bench._floor", str(config)],
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BenchError(
-                f"the no-op Faust agent did not finish within {_TIMEOUT_S:g} s"
-            ) from exc
-    if not result.is_file():
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-        raise BenchError(f"the no-op Faust agent failed (exit {done.returncode}):\n{tail}")
-    figures: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
+    config = {
+        "broker": [f"kafka://{h.strip()}" for h in settings.bootstrap.split(",")],
+        "topics": [settings.topic(name) for name in EVENT_TOPICS],
+        "app_id": f"{settings.topic_prefix}-floor",
+        "partitions": settings.partitions,
+        "batch_size": settings.batch_size,
+        "batch_wait_ms": settings.batch_wait_ms,
+        "web_port": free_port(),
+        "data_dir": str(workdir / "state"),
+        "count": count,
+    }
+    figures = run_child("disruptfeed.bench._floor", "the no-op Faust agent", config, workdir)
     if figures["received"] != count:
         raise BenchError(f"the no-op Faust agent received {figures['received']} of {count}")
     timed = figures["received"] - figures["first_batch"]

@@ -15,17 +15,15 @@ __all__ = ["main", "quix_rate"]
 
 import datetime as dt
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from disruptfeed.bench._child import run_child
 from disruptfeed.bench._clients import ACCOUNT_TOPIC, rdkafka_config
 from disruptfeed.bench._errors import BenchError
 from disruptfeed.settings import Settings
-
-_TIMEOUT_S = 600.0
 
 
 def quix_rate(settings: Settings, count: int, workdir: Path) -> tuple[float, dict[str, Any]]:
@@ -34,44 +32,15 @@ def quix_rate(settings: Settings, count: int, workdir: Path) -> tuple[float, dic
     The clock starts when the first record has been processed and stops at the last, like
     feed-pipeline's, so start-up, rebalance and state recovery are left out.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "quix.json"
-    result = workdir / "result.json"
-    config.touch(mode=0o600)  # holds connection settings, perhaps a password
-    config.write_text(
-        json.dumps(
-            {
-                "connection": {
-                    k: v for k, v in rdkafka_config(settings).items() if k != "client.id"
-                },
-                "topic": settings.topic(ACCOUNT_TOPIC),
-                "group": f"{settings.topic_prefix}-quix",
-                "state_dir": str(workdir / "state"),
-                "count": count,
-                "grace_ms": settings.grace_seconds * 1000,
-                "result": str(result),
-            }
-        ),
-        encoding="utf-8",
-    )
-    log = workdir / "quix.log"
-    with log.open("ab") as out:
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "disruptfeed.bench._quix", str(config)],
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:  # run() has killed it
-            raise BenchError(f"the Quix app did not finish within {_TIMEOUT_S:g} s") from exc
-    if done.returncode != 0 or not result.is_file():
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-        raise BenchError(f"the Quix app failed (exit {done.returncode}):\n{tail}")
-    figures: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
+    config = {
+        "connection": {k: v for k, v in rdkafka_config(settings).items() if k != "client.id"},
+        "topic": settings.topic(ACCOUNT_TOPIC),
+        "group": f"{settings.topic_prefix}-quix",
+        "state_dir": str(workdir / "state"),
+        "count": count,
+        "grace_ms": settings.grace_seconds * 1000,
+    }
+    figures = run_child("disruptfeed.bench._quix", "the Quix app", config, workdir)
     if figures["processed"] != count:
         raise BenchError(f"the Quix app processed {figures['processed']} of {count} records")
     timed = figures["processed"] - 1
