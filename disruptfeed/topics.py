@@ -12,6 +12,7 @@ __all__ = [
     "EVENT_TOPICS",
     "TopicSpec",
     "create_topics",
+    "event_types_by_topic",
     "topic_for",
     "topic_specs",
 ]
@@ -43,6 +44,11 @@ class TopicSpec:
 def topic_for(settings: Settings, event: EventBase | type[EventBase]) -> str:
     """The full topic name an event (or event class) is published to."""
     return settings.topic(event.topic_name)
+
+
+def event_types_by_topic(settings: Settings) -> dict[str, str]:
+    """Full event topic name -> the event ``type`` that belongs on it."""
+    return {topic_for(settings, cls): cls.model_fields["type"].default for cls in EVENT_TYPES}
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:

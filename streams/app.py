@@ -36,8 +36,7 @@ import faust
 from faust import streams as faust_streams
 
 from disruptfeed.settings import Settings, get_settings
-from disruptfeed.topics import ALERTS, DEAD_LETTER, topic_for
-from schemas import EVENT_TYPES
+from disruptfeed.topics import ALERTS, DEAD_LETTER, event_types_by_topic
 from streams._alerts import alert_headers, alert_key, encode_alert
 from streams._processor import Processor
 from streams._rules import AlertEngine, load_rules
@@ -77,9 +76,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     rules = load_rules(settings.rules_file)
     # Faust makes its own directory but not the parents (a fresh DISRUPTFEED_DATA_DIR).
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
-    topic_types = {
-        topic_for(settings, cls): cls.model_fields["type"].default for cls in EVENT_TYPES
-    }
+    topic_types = event_types_by_topic(settings)
     state = WorkerState(
         settings,
         Processor(

@@ -48,6 +48,7 @@ CASES: Final[tuple[CaseSpec, ...]] = (
     CaseSpec("feed-pipeline", "events/s", "consumer"),
     CaseSpec("quix-pipeline", "events/s", "consumer"),
     CaseSpec("faust-floor", "events/s", "consumer"),
+    CaseSpec("feed-processor", "events/s", "consumer"),
     CaseSpec("publish-to-alert-p50", "ms", "other"),
     CaseSpec("publish-to-alert-p99", "ms", "other"),
     CaseSpec("feed-replay-verify", "events/s", "consumer"),

@@ -35,6 +35,7 @@ from disruptfeed.bench._events import (
 )
 from disruptfeed.bench._floor import floor_rate
 from disruptfeed.bench._latency import alert_rules, publish_to_alert
+from disruptfeed.bench._processor import processor_rate
 from disruptfeed.bench._quix import quix_rate
 from disruptfeed.bench._report import CASES, CaseResult
 from disruptfeed.bench._topics import create_topics, delete_topics, first_group
@@ -270,6 +271,7 @@ class Bench:
             "feed-pipeline": lambda: self._drain(s, self.pipeline_records, scratch),
             "quix-pipeline": lambda: self._quix(s, scratch),
             "faust-floor": lambda: self._floor(s, scratch),
+            "feed-processor": lambda: processor_rate(s, self.pipeline_records),
             _LATENCY[0]: lambda: self._latency(s, scratch),
             "worker-peak-rss": lambda: self._rss(s, scratch),
         }

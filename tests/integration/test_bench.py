@@ -29,6 +29,7 @@ CASES = {
     "feed-pipeline": "events/s",
     "quix-pipeline": "events/s",
     "faust-floor": "events/s",
+    "feed-processor": "events/s",
     "publish-to-alert-p50": "ms",
     "publish-to-alert-p99": "ms",
     "feed-replay-verify": "events/s",
@@ -42,6 +43,7 @@ CONSUMERS = [
     "feed-pipeline",
     "quix-pipeline",
     "faust-floor",
+    "feed-processor",
 ]
 SKIPPED = {"feed-replay-verify": "replay command not built yet"}
 # The whole quick run is under three minutes on two cores; this is a deadline, not a wait.
