@@ -20,6 +20,7 @@ __all__ = [
 ]
 
 from streams._alerts import Alert
+from streams._engine import AlertEngine
 from streams._processor import Processor
-from streams._rules import AlertEngine, RuleSet, load_rules
+from streams._rules import RuleSet, load_rules
 from streams._windows import WINDOWS, Counted, CountStore

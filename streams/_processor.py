@@ -27,7 +27,7 @@ from schemas import (
     codec,
 )
 from streams._alerts import Alert, to_ms
-from streams._rules import AlertEngine
+from streams._engine import AlertEngine
 from streams._windows import Counted, CountStore
 
 _SAMPLE_IDS = 10

@@ -1,33 +1,31 @@
-"""Alert rules: their TOML configuration, and the engine that turns counts into alerts.
+"""Alert rules: their TOML configuration, validated with errors that name file, rule and field.
 
 Two families of rule. *Window* rules (``threshold``, ``surge``) compare rolling counts from the
 :class:`~streams._windows.CountStore` with a limit, per region and event type. *Immediate* rules
 (``new-network``, ``report``) raise an alert for a single event and hold it for a fixed time.
 
-The engine follows Alertmanager's lifecycle (:class:`~streams._alerts.Lifecycle`) in stream time
-only, so a replay of the same history in the same order produces the same alerts, ids included.
+:class:`streams._engine.AlertEngine` evaluates them.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "AlertEngine",
     "NewNetworkRule",
     "ReportRule",
     "Rule",
     "RuleSet",
     "SurgeRule",
     "ThresholdRule",
+    "WindowRule",
     "load_rules",
 ]
 
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, NamedTuple
-from uuid import UUID
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -40,18 +38,11 @@ from pydantic import (
 )
 
 from disruptfeed.errors import ConfigurationError
-from schemas._events import EventBase, NetworkIdentified, ReportReleased
 from schemas._types import Attribution, EventType, Region, Slug
 from streams._alerts import (
-    Alert,
-    Episode,
-    Lifecycle,
     Severity,
-    fingerprint,
-    merge_samples,
-    to_ms,
 )
-from streams._windows import WINDOWS, CountStore, WindowName
+from streams._windows import WINDOWS, WindowName
 
 _RULE_CONFIG = ConfigDict(frozen=True, extra="forbid")
 _DEFAULT_FILE: Final = "rules.toml"
@@ -119,7 +110,8 @@ Rule = Annotated[
     ThresholdRule | SurgeRule | NewNetworkRule | ReportRule, Field(discriminator="kind")
 ]
 """Any rule, told apart by its ``kind``."""
-_Window = ThresholdRule | SurgeRule
+WindowRule = ThresholdRule | SurgeRule
+"""A rule over rolling counts (as opposed to an immediate one)."""
 
 _RULE_ADAPTER: TypeAdapter[Rule] = TypeAdapter(Rule)
 _MODELS: Final[dict[str, type[BaseModel]]] = {
@@ -251,197 +243,3 @@ def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
                 reason = f"{err['msg']}{shown}"
         out.append(f"{field}: {reason}")
     return out
-
-
-class AlertEngine:
-    """Evaluates ``rules`` on events and counts, one alert lifecycle per fingerprint.
-
-    Every ``now_ms`` is stream time (the watermark of the region's partition), used as given.
-    """
-
-    def __init__(self, rules: RuleSet) -> None:
-        self.rules = rules
-        self._by_name: dict[str, Rule] = {rule.name: rule for rule in rules.rules}
-        self._life = Lifecycle(WINDOWS[rules.repeat_interval] if rules.repeat_interval else None)
-        self._fingerprints: dict[tuple[str, str, str], str] = {}
-        self._history_ms = rules.history_ms  # checked per event; the rules never change
-
-    def on_event(
-        self, event: EventBase, store: CountStore, now_ms: int, sample_ids: Sequence[UUID] = ()
-    ) -> list[Alert]:
-        """Evaluate the rules one event concerns, once it has been added to ``store``.
-
-        Args:
-            event: the event just counted.
-            store: the counts, already including the event.
-            now_ms: stream time.
-            sample_ids: recent event ids of the event's region and type, oldest first; alerts
-                carry the last few, with this event's id.
-        """
-        self._check(store)
-        labels = {"region": event.region, "event_type": event.type}
-        out: list[Alert] = []
-        for rule in self.rules.rules:
-            if isinstance(rule, ThresholdRule | SurgeRule):
-                if rule.event_type != event.type or not _covers(rule, event.region):
-                    continue
-                fp = self._window_fingerprint(rule.name, event.region, event.type)
-                reading = _read(rule, event.region, store, now_ms)
-                if reading.value < reading.required and fp not in self._life.episodes:
-                    continue  # nothing firing and nothing to start: no episode to build
-                samples = merge_samples(sample_ids, [event.event_id])
-                out += self._life.step(_episode(rule, labels, reading, now_ms, samples), now_ms, fp)
-            elif (held := _held(rule, event, now_ms)) is not None:
-                out += self._life.step(held, now_ms)
-        return out
-
-    def _window_fingerprint(self, rule: str, region: str, event_type: str) -> str:
-        # A window rule's labels are its region and event type: hash them once per series.
-        key = (rule, region, event_type)
-        fp = self._fingerprints.get(key)
-        if fp is None:
-            labels = {"region": region, "event_type": event_type}
-            fp = self._fingerprints[key] = fingerprint(rule, labels)
-        return fp
-
-    def sweep(
-        self, store: CountStore, now_ms: int, where: Callable[[str, str], bool] | None = None
-    ) -> list[Alert]:
-        """Re-evaluate firing episodes at stream time ``now_ms``: repeats and resolutions.
-
-        Args:
-            store: the counts.
-            now_ms: stream time.
-            where: ``(region, event_type) -> bool``; only matching episodes are re-evaluated
-                (those whose stream time ``now_ms`` is). None: every episode.
-        """
-        self._check(store)
-        out: list[Alert] = []
-        for fp, ep in self._life.ordered(where):
-            rule = self._by_name.get(ep.rule)
-            if isinstance(rule, ThresholdRule | SurgeRule) and _same_series(rule, ep):
-                if ep.last_eval_ms == now_ms:
-                    # Evaluated at this stream time already, and a series' count only changes
-                    # with its own events, each of which re-evaluates it: the result would match.
-                    continue
-                reading = _read(rule, ep.labels["region"], store, now_ms)
-                out += self._life.step(_episode(rule, ep.labels, reading, now_ms, ()), now_ms, fp)
-            elif rule is not None and rule.kind == ep.kind and ep.hold_until_ms is not None:
-                out += self._life.touch(fp, now_ms)
-            else:
-                # The rule was removed or changed since the episode began (state restored under a
-                # new rule file): end the episode rather than leave a firing alert dangling.
-                out.append(self._life.end(fp, now_ms, "resolved: rule removed or changed"))
-        return out
-
-    def active(self) -> list[Alert]:
-        """Every firing alert, as last evaluated."""
-        return self._life.active()
-
-    def state(self) -> dict[str, dict[str, Any]]:
-        """The engine's memory as plain JSON data: fingerprint -> episode (one table row each)."""
-        return self._life.state()
-
-    def episode_state(self, fingerprint: str) -> dict[str, Any] | None:
-        """One :meth:`state` entry, or None when no episode of that fingerprint is live."""
-        return self._life.episode_state(fingerprint)
-
-    def restore(self, state: Mapping[str, Mapping[str, Any]]) -> None:
-        """Replace the engine's memory with a :meth:`state` result (ValueError if malformed)."""
-        self._life.restore(state)
-
-    def _check(self, store: CountStore) -> None:
-        if store.retain_ms < (need := self._history_ms):
-            msg = f"the count store keeps {store.retain_ms} ms of event time; the rules need {need}"
-            raise ConfigurationError(msg)
-
-
-class _Reading(NamedTuple):
-    """A window rule read off the counts at one stream time."""
-
-    value: int
-    required: float
-    baseline: float | None
-    how: str
-
-
-def _read(rule: _Window, region: str, store: CountStore, now: int) -> _Reading:
-    """The count a window rule sees at ``now``, and the count it requires."""
-    size = WINDOWS[rule.window]
-    value = store.count(region, rule.event_type, size, now)
-    if isinstance(rule, ThresholdRule):
-        return _Reading(value, float(rule.threshold), None, f"{rule.threshold}")
-    # The baseline period ends where the window starts, so a burst is not its own baseline.
-    before = store.count(region, rule.event_type, WINDOWS[rule.baseline], now - size)
-    baseline = before * size / WINDOWS[rule.baseline]
-    required = max(float(rule.min_count), rule.factor * baseline)
-    how = f"{required:g} ({rule.factor:g} x {baseline:.3g}/{rule.window} over {rule.baseline})"
-    return _Reading(value, required, baseline, how)
-
-
-def _episode(
-    rule: _Window, labels: dict[str, str], reading: _Reading, now: int, samples: Sequence[UUID]
-) -> Episode:
-    """A window rule's reading at ``now``, as an episode that would start now."""
-    value, required = reading.value, reading.required
-    head = f"{labels['region']} {rule.event_type}: {value} in {rule.window}"
-    return Episode(
-        rule=rule.name,
-        kind=rule.kind,
-        severity=rule.severity,
-        labels=labels,
-        starts_ms=now,
-        last_sent_ms=now,
-        last_eval_ms=now,
-        window=rule.window,
-        value=value,
-        threshold=required,
-        baseline=reading.baseline,
-        sample_ids=tuple(samples),
-        summary=(
-            f"{head} >= {reading.how}" if value >= required else f"{head} < {reading.how}; resolved"
-        ),
-    )
-
-
-def _held(rule: NewNetworkRule | ReportRule, event: EventBase, now: int) -> Episode | None:
-    """An immediate rule's episode for ``event`` (held from its event time), or None."""
-    labels = {"region": event.region, "event_type": event.type}
-    if isinstance(rule, NewNetworkRule):
-        who = event.actor.attribution
-        if not isinstance(event, NetworkIdentified) or who not in rule.attributions:
-            return None
-        labels["network_id"] = event.network_id
-        name = f"{event.network_id!r} ({event.operation_name})"
-        summary = f"{event.region} {event.type}: new {who} network {name}"
-    elif isinstance(event, ReportReleased):
-        labels["report_id"] = event.report_id
-        title = event.title if len(event.title) <= 160 else event.title[:159] + "…"
-        summary = f"report released: {title} ({event.report_id})"
-    else:
-        return None
-    start = to_ms(event.occurred_at)
-    return Episode(
-        rule=rule.name,
-        kind=rule.kind,
-        severity=rule.severity,
-        labels=labels,
-        starts_ms=start,
-        last_sent_ms=now,
-        last_eval_ms=now,
-        hold_until_ms=start + WINDOWS[rule.hold],
-        sample_ids=(event.event_id,),
-        summary=summary,
-    )
-
-
-def _covers(rule: _Window, region: str) -> bool:
-    return isinstance(rule, SurgeRule) or not rule.regions or region in rule.regions
-
-
-def _same_series(rule: _Window, ep: Episode) -> bool:
-    """Whether a restored episode still belongs to ``rule`` as configured now."""
-    now = (rule.kind, rule.window, rule.event_type)
-    return now == (ep.kind, ep.window, ep.labels["event_type"]) and _covers(
-        rule, ep.labels["region"]
-    )

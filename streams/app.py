@@ -38,8 +38,9 @@ from faust import streams as faust_streams
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import ALERTS, DEAD_LETTER, event_types_by_topic
 from streams._alerts import alert_headers, alert_key, encode_alert
+from streams._engine import AlertEngine
 from streams._processor import Processor
-from streams._rules import AlertEngine, load_rules
+from streams._rules import load_rules
 from streams._views import register_views
 from streams._windows import Counted, CountStore
 

@@ -19,8 +19,9 @@ from disruptfeed.bench._errors import BenchError
 from disruptfeed.bench._events import Record
 from disruptfeed.settings import Settings
 from disruptfeed.topics import event_types_by_topic
+from streams._engine import AlertEngine
 from streams._processor import Processor
-from streams._rules import AlertEngine, load_rules
+from streams._rules import load_rules
 from streams._windows import CountStore
 
 

@@ -13,7 +13,8 @@ import pytest
 from disruptfeed.settings import Settings
 from schemas import codec
 from streams import Counted, CountStore, Processor
-from streams._rules import AlertEngine, RuleSet
+from streams._engine import AlertEngine
+from streams._rules import RuleSet
 from tests.factories import T0, account, network, report
 
 pytestmark = pytest.mark.unit
