@@ -32,6 +32,8 @@ def worker(ctx: click.Context, loglevel: str) -> None:
     sends alerts to the alerts topic and invalid records to the dead-letter topic, and serves
     counts on http://DISRUPTFEED_WORKER_HOST:DISRUPTFEED_WORKER_PORT (default 127.0.0.1:6066).
     Alert rules: DISRUPTFEED_RULES_FILE (TOML), or the rules shipped in streams/rules.toml.
+    Records are counted in batches of up to DISRUPTFEED_BATCH_SIZE (500), each waiting at most
+    DISRUPTFEED_BATCH_WAIT_MS (10) for its batch to fill.
     """
     from disruptfeed.errors import DisruptFeedError
     from streams.app import run_worker

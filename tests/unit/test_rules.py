@@ -17,6 +17,8 @@ from disruptfeed.sample import build_sample
 from schemas import Actor, EventBase
 from streams import WINDOWS, Alert, AlertEngine, Counted, CountStore, RuleSet, load_rules
 from streams._alerts import (
+    Episode,
+    Lifecycle,
     alert_headers,
     alert_key,
     decode_alert,
@@ -397,3 +399,27 @@ def test_encode_decode_round_trip_key_headers_and_checks() -> None:
         decode_alert(orjson.dumps({**doc, "ends_at": doc["starts_at"]}))
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         decode_alert(orjson.dumps({**doc, "labels": {}}))
+
+
+@pytest.mark.parametrize("repeat_ms", [None, WINDOWS["1h"]])
+@pytest.mark.parametrize("minutes", [0, 30, 59, 60, 61, 24 * 60 - 1, 24 * 60, 25 * 60])
+def test_touch_matches_a_full_step(repeat_ms: int | None, minutes: int) -> None:
+    # touch() is the sweep's shortcut for held episodes; it must decide exactly as step() does.
+    held = Episode(
+        rule="new-network",
+        kind="new-network",
+        severity="warning",
+        labels={"region": "RU", "event_type": "network.identified", "network_id": "x"},
+        starts_ms=0,
+        last_sent_ms=0,
+        last_eval_ms=0,
+        hold_until_ms=WINDOWS["24h"],
+        sample_ids=(UUID(int=1),),
+        summary="RU network.identified: new state-linked network 'x' (X)",
+    )
+    fp = fingerprint(held.rule, held.labels)
+    now = minutes * 60_000
+    fast, full = Lifecycle(repeat_ms), Lifecycle(repeat_ms)
+    fast.episodes[fp] = full.episodes[fp] = held
+    assert fast.touch(fp, now) == full.step(held.replace(last_eval_ms=now), now, fp)
+    assert fast.episodes == full.episodes
