@@ -31,6 +31,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import faust
 from faust import streams as faust_streams
@@ -55,8 +56,8 @@ class WorkerState:
     processor: Processor
     recovered: bool = False
     restored_events: int = 0
-    seen: set[str] = field(default_factory=set)
-    """Ids of the events counted (rebuilt from the ``events`` table on recovery)."""
+    seen: set[int] = field(default_factory=set)
+    """Ids (``UUID.int``) of the events counted, rebuilt from the ``events`` table on recovery."""
     agent: Any = None
     """The counting agent (for ``agent.test_context()`` in unit tests)."""
 
@@ -133,7 +134,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     async def rebuild() -> None:
         # Recovery (re)fills the tables for the partitions this worker owns; state follows them.
         store = CountStore(grace_ms=settings.grace_seconds * 1000)
-        seen: set[str] = set()
+        seen: set[int] = set()
         state.restored_events = store.restore(_stored_facts(events.items(), seen))
         state.seen = seen
         state.processor.store = store
@@ -186,8 +187,8 @@ async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) 
             dl = outcome.dead_letter
             await sinks.dead_letter.send(key=dl.key, value=dl.value or b"", headers=dl.headers)
             continue
-        if outcome.counted is not None:
-            seen.add(outcome.event_id)
+        if outcome.counted is not None and outcome.event is not None:
+            seen.add(outcome.event.event_id.int)
             rows.setdefault(msg.partition, (record, []))[1].append(
                 [outcome.event_id, *outcome.counted]
             )
@@ -209,15 +210,15 @@ async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) 
             events[f"{msg.topic}:{msg.partition}:{msg.offset}"] = facts
 
 
-def _stored_facts(rows: Iterable[tuple[Any, Any]], seen: set[str]) -> Iterator[Counted]:
+def _stored_facts(rows: Iterable[tuple[Any, Any]], seen: set[int]) -> Iterator[Counted]:
     """The counted facts of ``events`` table rows, adding each event id to ``seen``."""
     for key, value in rows:
         if value and isinstance(value[0], list):
             for event_id, *facts in value:
-                seen.add(event_id)
+                seen.add(UUID(event_id).int)
                 yield Counted(*facts)
         elif value:  # a row of the first release: key = event id, value = its facts
-            seen.add(key)
+            seen.add(UUID(key).int)
             yield Counted(*value)
 
 

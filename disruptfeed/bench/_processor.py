@@ -45,14 +45,14 @@ def processor_rate(settings: Settings, records: Sequence[Record]) -> tuple[float
         )
         for i, r in enumerate(records)
     ]
-    seen: set[str] = set()
+    seen: set[int] = set()
     started = time.perf_counter()
     for topic, partition, offset, key, value, headers in inputs:
         outcome = processor.process(
             topic, partition, offset, key, value, headers, seen.__contains__
         )
-        if outcome.counted is not None:
-            seen.add(outcome.event_id)
+        if outcome.counted is not None and outcome.event is not None:
+            seen.add(outcome.event.event_id.int)
     elapsed = time.perf_counter() - started
     stats = processor.stats
     if stats.counted != len(records) or stats.dead_lettered:

@@ -107,12 +107,12 @@ def _processor(grace_ms: int = H) -> Processor:
 
 def test_processor_counts_once_and_dead_letters_with_position() -> None:
     proc = _processor()
-    seen: set[str] = set()
+    seen: set[int] = set()
 
     def run(topic: str, value: bytes | None, offset: int) -> object:
         outcome = proc.process(topic, 2, offset, b"RU", value, [], seen.__contains__)
         if outcome.counted is not None and outcome.event is not None:
-            seen.add(str(outcome.event.event_id))
+            seen.add(outcome.event.event_id.int)
         return outcome
 
     event = account("RU")
@@ -187,7 +187,7 @@ async def test_agent_counts_with_test_context() -> None:
     assert sorted(f[0] for f in stored) == sorted(str(e.event_id) for e in [*events, late_event])
     # Keyed topic:partition:offset of the row's first event (test_context's topic is internal).
     assert {key.rsplit(":", 2)[1] for key in rows} == {"0"}
-    assert state.seen == {f[0] for f in stored}
+    assert state.seen == {UUID(f[0]).int for f in stored}
     snapshot = state.processor.store.snapshot()
     assert snapshot["RU"]["account.disrupted"] == {"1h": 2, "24h": 2, "7d": 2, "total": 2}
     assert snapshot["CN"]["account.disrupted"] == {"1h": 1, "24h": 1, "7d": 1, "total": 2}
@@ -215,11 +215,12 @@ def test_stored_rows_rebuild_counts_and_ids_in_both_row_shapes() -> None:
     from streams.app import _stored_facts
 
     old, new = _counted(1), _counted(2)
+    a, b, c = (UUID(int=n) for n in (1, 2, 3))
     rows = [
-        ("t.account-disrupted:0:17", [["id-b", *new], ["id-c", *new]]),
-        ("id-a", list(old)),  # the first release stored one row per event, keyed by its id
+        ("t.account-disrupted:0:17", [[str(b), *new], [str(c), *new]]),
+        (str(a), list(old)),  # the first release stored one row per event, keyed by its id
         ("t.account-disrupted:1:3", None),
     ]
-    seen: set[str] = set()
+    seen: set[int] = set()
     assert list(_stored_facts(rows, seen)) == [new, new, old]
-    assert seen == {"id-a", "id-b", "id-c"}
+    assert seen == {1, 2, 3}
