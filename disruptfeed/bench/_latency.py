@@ -13,9 +13,10 @@ from __future__ import annotations
 __all__ = ["alert_rules", "publish_to_alert"]
 
 import asyncio
+import contextlib
 import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -65,67 +66,61 @@ async def publish_to_alert(
     Raises:
         BenchError: not every expected alert arrived within ``drain_s`` after the last publish.
     """
-    # This process both publishes and timestamps arrivals, and holds every event of the run: a
-    # collection of its own heap paused it, and one or two alerts a run seemed 230-980 ms late.
-    # With the collector off while timing, the worst alert of the same run took 61 ms.
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    with _collector_paused():
+        expected = len(events) // burst
+        published: dict[str, float] = {}
+        arrivals: list[tuple[float, float]] = []  # (published at, received at)
+        consumer = AIOKafkaConsumer(
+            **settings.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        receiver: asyncio.Task[None] | None = None
+        try:
+            parts = [TopicPartition(settings.topic(ALERTS), p) for p in range(settings.partitions)]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            receiver = asyncio.create_task(_receive(consumer, published, arrivals, expected))
+            started, seconds = await _publish(settings, events, rate, published)
+            try:
+                await asyncio.wait_for(receiver, timeout=drain_s)
+            except TimeoutError:
+                raise BenchError(
+                    f"{len(arrivals)} of {expected} alerts arrived within {drain_s:g} s "
+                    "of the last publish"
+                ) from None
+        finally:
+            if receiver is not None:
+                receiver.cancel()
+                await asyncio.gather(receiver, return_exceptions=True)
+            await consumer.stop()
+        figures = _percentiles([got - at for at, got in arrivals if at >= started + warmup_s])
+        return {
+            **figures,
+            "alerts_expected": expected,
+            "alerts_in_warmup": len(arrivals) - figures["alerts_measured"],
+            "events": len(events),
+            "achieved_rate": round(len(events) / seconds, 1),
+        }
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection inside: this process's own pauses would count as latency.
+
+    The bench process both publishes and timestamps arrivals, and holds every event of the run. A
+    collection of that heap paused it, and one or two alerts a run seemed 230-980 ms late; with
+    the collector off while timing, the worst alert of the same run took 61 ms.
+    """
     gc.collect()
     gc.freeze()
     gc.disable()
     try:
-        return await _timed(
-            settings, events, burst=burst, rate=rate, warmup_s=warmup_s, drain_s=drain_s
-        )
+        yield
     finally:
         gc.enable()
         gc.unfreeze()
-
-
-async def _timed(
-    settings: Settings,
-    events: Sequence[AccountDisrupted],
-    *,
-    burst: int,
-    rate: float,
-    warmup_s: float,
-    drain_s: float,
-) -> dict[str, Any]:
-    """:func:`publish_to_alert` with the collector off."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    expected = len(events) // burst
-    published: dict[str, float] = {}
-    arrivals: list[tuple[float, float]] = []  # (published at, received at)
-    consumer = AIOKafkaConsumer(
-        **settings.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    receiver: asyncio.Task[None] | None = None
-    try:
-        parts = [TopicPartition(settings.topic(ALERTS), p) for p in range(settings.partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        receiver = asyncio.create_task(_receive(consumer, published, arrivals, expected))
-        started, seconds = await _publish(settings, events, rate, published)
-        try:
-            await asyncio.wait_for(receiver, timeout=drain_s)
-        except TimeoutError:
-            raise BenchError(
-                f"{len(arrivals)} of {expected} alerts arrived within {drain_s:g} s "
-                "of the last publish"
-            ) from None
-    finally:
-        if receiver is not None:
-            receiver.cancel()
-            await asyncio.gather(receiver, return_exceptions=True)
-        await consumer.stop()
-    figures = _percentiles([got - at for at, got in arrivals if at >= started + warmup_s])
-    return {
-        **figures,
-        "alerts_expected": expected,
-        "alerts_in_warmup": len(arrivals) - figures["alerts_measured"],
-        "events": len(events),
-        "achieved_rate": round(len(events) / seconds, 1),
-    }
 
 
 async def _receive(
