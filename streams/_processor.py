@@ -71,8 +71,6 @@ class Outcome:
     """What processing one record produced."""
 
     event: EventBase | None = None
-    event_id: str = ""
-    """The event's id as text (the key of the counted-id set), once decoded."""
     counted: Counted | None = None
     duplicate: bool = False
     dead_letter: DeadLetter | None = None
@@ -157,10 +155,9 @@ class Processor:
             raise SchemaValidationError(
                 [FieldProblem("type", f"{event.type!r} does not belong on topic {topic!r}")]
             )
-        event_id = str(event.event_id)
         if seen(event.event_id.int):
             self.stats.duplicates += 1
-            return Outcome(event=event, event_id=event_id, duplicate=True)
+            return Outcome(event=event, duplicate=True)
         source = f"{topic}:{partition}"
         occurred_ms = to_ms(event.occurred_at)
         late = self.store.classify(source, occurred_ms)
@@ -186,4 +183,4 @@ class Processor:
                 ),
             )
         self.stats.alerts_sent += len(alerts)
-        return Outcome(event=event, event_id=event_id, counted=counted, alerts=alerts)
+        return Outcome(event=event, counted=counted, alerts=alerts)

@@ -188,10 +188,10 @@ async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) 
             await sinks.dead_letter.send(key=dl.key, value=dl.value or b"", headers=dl.headers)
             continue
         if outcome.counted is not None and outcome.event is not None:
-            seen.add(outcome.event.event_id.int)
-            rows.setdefault(msg.partition, (record, []))[1].append(
-                [outcome.event_id, *outcome.counted]
-            )
+            event_id = outcome.event.event_id
+            seen.add(event_id.int)
+            row = [str(event_id), *outcome.counted]
+            rows.setdefault(msg.partition, (record, []))[1].append(row)
         for alert in outcome.alerts:
             # Only the episodes this event changed are written, one table row each.
             key = alert.fingerprint
