@@ -63,9 +63,9 @@ class AlertEngine:
         self._check(store)
         labels = {"region": event.region, "event_type": event.type}
         out: list[Alert] = []
-        for rule in self._for_type.get(event.type, self.rules.rules):
+        for rule in self._for_type[event.type]:  # only rules of this event's type
             if isinstance(rule, ThresholdRule | SurgeRule):
-                if rule.event_type != event.type or not _covers(rule, event.region):
+                if not _covers(rule, event.region):
                     continue
                 fp = self._window_fingerprint(rule.name, event.region, event.type)
                 reading = _read(rule, event.region, store, now_ms)
