@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from disruptfeed.errors import BrokerNotRunningError
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS
-from streams._alerts import Alert, decode_alert
+from schemas import Alert, decode_alert
 
 log = logging.getLogger(__name__)
 

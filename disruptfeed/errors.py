@@ -5,6 +5,8 @@ operation later, or give up on the input and dead-letter or reject it.
 
     DisruptFeedError                    retriable
     ├── ConfigurationError              no    bad settings, rules or arguments
+    │   ├── EndpointRefusedError        no    a webhook URL we will not call (private address)
+    │   └── NotFoundError               no    no subscription (or other object) with that id
     ├── InvalidEventError               no    input that can never become a valid event
     │   ├── DecodeError                 no    bytes that are not UTF-8 JSON
     │   └── SchemaValidationError       no    JSON that breaks a schema
@@ -13,7 +15,9 @@ operation later, or give up on the input and dead-letter or reject it.
     │   └── PublishError                yes   a send failed after the client's own retries
     ├── LauncherError                   no    the embedded broker cannot be started here
     │   └── MissingToolError            no    java or mvn is not installed
-    └── ReplayIntegrityError            no    replayed history differs from its manifest
+    ├── ReplayIntegrityError            no    replayed history differs from its manifest
+    └── DeliveryError                   yes   a webhook attempt failed; the schedule retries it
+        └── EndpointGoneError           no    the endpoint answered 410: stop delivering
 """
 
 from __future__ import annotations
@@ -23,11 +27,15 @@ __all__ = [
     "BrokerNotRunningError",
     "ConfigurationError",
     "DecodeError",
+    "DeliveryError",
     "DisruptFeedError",
+    "EndpointGoneError",
+    "EndpointRefusedError",
     "FieldProblem",
     "InvalidEventError",
     "LauncherError",
     "MissingToolError",
+    "NotFoundError",
     "PublishError",
     "ReplayIntegrityError",
     "SchemaValidationError",
@@ -44,6 +52,14 @@ class DisruptFeedError(Exception):
 
 class ConfigurationError(DisruptFeedError):
     """Settings, rule files or command-line arguments that cannot work."""
+
+
+class EndpointRefusedError(ConfigurationError):
+    """A webhook or Alertmanager URL that resolves to an address deliveries must not reach."""
+
+
+class NotFoundError(ConfigurationError):
+    """No object (a subscription) has the id given."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +131,18 @@ class MissingToolError(LauncherError):
 
 class ReplayIntegrityError(DisruptFeedError):
     """Replayed history does not match what was recorded: missing, extra or altered events."""
+
+
+class DeliveryError(DisruptFeedError):
+    """One delivery attempt failed (an error status, a timeout, a refused connection).
+
+    Retriable: the delivery goes back on the retry schedule until its attempts run out.
+    """
+
+    retriable = True
+
+
+class EndpointGoneError(DeliveryError):
+    """The endpoint answered 410 Gone: its subscription is disabled, nothing more is sent."""
+
+    retriable = False

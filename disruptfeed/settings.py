@@ -98,6 +98,53 @@ class Settings(BaseSettings):
         "a crashed worker's replacement waits this long.",
     )
 
+    # --- HTTP API (worker query API, dispatcher) -----------------------------------------------
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token(s) every HTTP endpoint but /health requires; comma-separate "
+        "several to rotate. Unset: one is generated into <data_dir>/api-token on first use.",
+    )
+
+    # --- Dispatcher: subscriptions, webhooks, live streams ---------------------------------------
+    dispatcher_host: str = Field(default="127.0.0.1", description="Address the dispatcher binds.")
+    dispatcher_port: int = Field(default=6067, ge=1, le=65_535)
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds one delivery attempt may take."
+    )
+    webhook_retry_schedule: str = Field(
+        default="0,5,300,1800,7200,18000,36000",
+        pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$",
+        description="Seconds before each attempt, the first included (Standard Webhooks' "
+        "schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h); then dead-lettered.",
+    )
+    webhook_retry_jitter: float = Field(
+        default=0.2, ge=0, le=1, description="Each retry delay is stretched by up to this share."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow endpoints on private, loopback, link-local or metadata addresses.",
+    )
+    webhook_queue_size: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Deliveries waiting per subscription; more go to the retry schedule.",
+    )
+    alertmanager_resend_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3_600,
+        description="How often firing alerts are re-posted to Alertmanager subscriptions; each "
+        "post's endsAt is four times this ahead, so Alertmanager never times one out.",
+    )
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    sse_buffer: int = Field(
+        default=1_000,
+        ge=1,
+        le=100_000,
+        description="Messages a live-stream client may fall behind before it is dropped.",
+    )
+
     # --- Embedded broker -----------------------------------------------------------------------
     kafka_version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$")
     broker_port: int = Field(default=19092, ge=1, le=65_535)
@@ -119,6 +166,43 @@ class Settings(BaseSettings):
     def bootstrap(self) -> str:
         """The address every client connects to."""
         return self.bootstrap_servers or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def retry_delays(self) -> tuple[float, ...]:
+        """The webhook retry schedule in seconds: one delay per attempt."""
+        return tuple(float(part) for part in self.webhook_retry_schedule.split(","))
+
+    @property
+    def api_token_file(self) -> Path:
+        """Where the generated API token is kept when ``api_token`` is unset."""
+        return self.data_dir / "api-token"
+
+    def bearer_tokens(self, *, create: bool = True) -> tuple[str, ...]:
+        """Every accepted API token: the configured ones, or the generated one.
+
+        Args:
+            create: generate the token file when it is missing (servers do; clients only read).
+        """
+        if self.api_token is not None:
+            parts = self.api_token.get_secret_value().split(",")
+            return tuple(p.strip() for p in parts if p.strip())
+        path = self.api_token_file
+        if not path.exists():
+            if not create:
+                return ()
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # O_EXCL: two processes starting together keep the first token, not a mix.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_urlsafe(32) + "\n")
+        token = path.read_text().strip()
+        return (token,) if token else ()
 
     def topic(self, name: str) -> str:
         """Full topic name for one of the project's logical topics."""

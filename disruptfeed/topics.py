@@ -9,7 +9,11 @@ from __future__ import annotations
 __all__ = [
     "ALERTS",
     "DEAD_LETTER",
+    "DELIVERIES",
+    "DELIVERY_DEAD_LETTER",
+    "DISPATCH_STATE",
     "EVENT_TOPICS",
+    "SUBSCRIPTIONS",
     "TopicSpec",
     "create_topics",
     "event_types_by_topic",
@@ -26,6 +30,10 @@ from schemas import EVENT_TYPES, EventBase
 
 DEAD_LETTER: Final = "dead-letter"
 ALERTS: Final = "alerts"
+SUBSCRIPTIONS: Final = "subscriptions"
+DISPATCH_STATE: Final = "dispatch-state"
+DELIVERIES: Final = "deliveries"
+DELIVERY_DEAD_LETTER: Final = "delivery-dead-letter"
 EVENT_TOPICS: Final = tuple(cls.topic_name for cls in EVENT_TYPES)
 
 _KEEP_FOREVER: Final = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
@@ -71,6 +79,33 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             settings.partitions,
             rf,
             {**common, "retention.ms": str(365 * 24 * 3600 * 1000), "cleanup.policy": "delete"},
+        )
+    )
+    # Latest value per key is the state (tombstones delete); one partition keeps the whole
+    # history of changes in one order, and a reader loads it all at start.
+    compacted = {
+        **common,
+        "cleanup.policy": "compact",
+        "min.compaction.lag.ms": "60000",
+        "delete.retention.ms": str(24 * 3600 * 1000),
+    }
+    specs.append(TopicSpec(settings.topic(SUBSCRIPTIONS), 1, rf, compacted))
+    specs.append(TopicSpec(settings.topic(DISPATCH_STATE), 1, rf, compacted))
+    # Every delivery attempt, keyed by subscription: 30 days is enough to debug an endpoint.
+    specs.append(
+        TopicSpec(
+            settings.topic(DELIVERIES),
+            settings.partitions,
+            rf,
+            {**common, "retention.ms": str(30 * 24 * 3600 * 1000), "cleanup.policy": "delete"},
+        )
+    )
+    specs.append(
+        TopicSpec(
+            settings.topic(DELIVERY_DEAD_LETTER),
+            settings.partitions,
+            rf,
+            {**common, **_KEEP_FOREVER},
         )
     )
     return specs

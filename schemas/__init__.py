@@ -3,11 +3,13 @@
 Public API::
 
     from schemas import AccountDisrupted, NetworkIdentified, ReportReleased, Event, codec
+    from schemas import Alert, decode_alert  # the alerts topic
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ALERT_CE_SOURCE",
     "DLQ_ERROR_TYPE_HEADER",
     "DLQ_FIELD_HEADER",
     "DLQ_HEADERS",
@@ -19,10 +21,14 @@ __all__ = [
     "ISO_3166_ALPHA2",
     "MAX_EVENT_BYTES",
     "SCHEMA_VERSION",
+    "SEVERITY_RANK",
     "UNKNOWN_REGION",
     "AccountDisrupted",
     "Activity",
     "Actor",
+    "Alert",
+    "AlertKind",
+    "AlertStatus",
     "Attribution",
     "Confidence",
     "Event",
@@ -32,14 +38,31 @@ __all__ = [
     "NetworkIdentified",
     "Region",
     "ReportReleased",
+    "Severity",
+    "alert_headers",
+    "alert_key",
     "asyncapi_document",
     "ce_type",
     "codec",
+    "decode_alert",
+    "encode_alert",
     "export",
     "json_schemas",
     "schema_id",
 ]
 
+from schemas._alerts import (
+    ALERT_CE_SOURCE,
+    SEVERITY_RANK,
+    Alert,
+    AlertKind,
+    AlertStatus,
+    Severity,
+    alert_headers,
+    alert_key,
+    decode_alert,
+    encode_alert,
+)
 from schemas._codec import MAX_EVENT_BYTES, EventCodec, ce_type, codec
 from schemas._events import (
     SCHEMA_VERSION,

@@ -8,6 +8,7 @@ an ``enum`` (``Region`` checks them in a validator), and ``type`` is required (i
 from __future__ import annotations
 
 __all__ = [
+    "ALERT_SCHEMA_NAME",
     "ASYNCAPI_VERSION",
     "DLQ_ERROR_TYPE_HEADER",
     "DLQ_FIELD_HEADER",
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
+from schemas._alerts import Alert
 from schemas._codec import CE_SOURCE_DEFAULT, CONTENT_TYPE, ce_type
 from schemas._events import (
     SCHEMA_VERSION,
@@ -37,6 +39,7 @@ from schemas._events import (
     NetworkIdentified,
     ReportReleased,
 )
+from schemas._subscriptions import DeliveryAttempt, SubscriptionRecord
 from schemas._types import ISO_3166_ALPHA2, UNKNOWN_REGION
 
 if TYPE_CHECKING:
@@ -70,7 +73,8 @@ _EVENT_CLASSES: Final = (AccountDisrupted, NetworkIdentified, ReportReleased)
 _REGIONS: Final = [*sorted(ISO_3166_ALPHA2), UNKNOWN_REGION]
 _COMPONENT_REF: Final = "#/components/schemas/{model}"
 _REGION_REF: Final = "#/components/schemas/Region"
-_ALERT_PAYLOAD: Final = "An alert, defined by the streams package."
+ALERT_SCHEMA_NAME: Final = "alert"
+"""The key of the alerts topic's schema in :func:`json_schemas` (file ``alert.schema.json``)."""
 _KAFKA_BINDING: Final = "0.5.0"
 _INT_KEYS: Final = ("retention.ms", "retention.bytes", "delete.retention.ms", "max.message.bytes")
 _SASL: Final = {"PLAIN": "plain", "SCRAM-SHA-256": "scramSha256", "SCRAM-SHA-512": "scramSha512"}
@@ -133,6 +137,17 @@ def json_schemas() -> dict[str, dict[str, Any]]:
             "title": cls.__name__,
             "description": _event_description(cls, event_type),
         }
+    body = Alert.model_json_schema(mode="validation", schema_generator=GenerateJsonSchema)
+    result[ALERT_SCHEMA_NAME] = {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "$id": schema_id(ALERT_SCHEMA_NAME),
+        **body,
+        "title": "Alert",
+        "description": (
+            "The record value of the alerts topic: one firing or resolved message about one "
+            "episode, keyed by its fingerprint. alert_id is unique per message."
+        ),
+    }
     return result
 
 
@@ -249,11 +264,22 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         payload schemas live under ``components/schemas`` and are referenced with ``$ref``.
     """
     # Imported here: disruptfeed.topics imports the schemas package, which imports this module.
-    from disruptfeed.topics import ALERTS, DEAD_LETTER, topic_specs
+    from disruptfeed.topics import (
+        ALERTS,
+        DEAD_LETTER,
+        DELIVERIES,
+        DELIVERY_DEAD_LETTER,
+        DISPATCH_STATE,
+        SUBSCRIPTIONS,
+        topic_specs,
+    )
 
     specs = {spec.name: spec for spec in topic_specs(settings)}
     refs, definitions = models_json_schema(
-        [(cls, "validation") for cls in _EVENT_CLASSES],
+        [
+            (cls, "validation")
+            for cls in (*_EVENT_CLASSES, Alert, SubscriptionRecord, DeliveryAttempt)
+        ],
         ref_template=_COMPONENT_REF,
         schema_generator=GenerateJsonSchema,
     )
@@ -326,11 +352,75 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
             "title": "Alert",
             "summary": "A firing or resolved alert.",
             "contentType": CONTENT_TYPE,
-            "payload": {"type": "object", "description": _ALERT_PAYLOAD},
+            "payload": {"$ref": _COMPONENT_REF.format(model="Alert")},
             "bindings": _key_binding("The alert fingerprint."),
         },
         "Alerts raised by the stream processors.",
-        ("The streams package publishes alerts", "Subscribers receive alerts"),
+        ("The stream worker publishes alerts", "The dispatcher and subscribers receive alerts"),
+    )
+
+    add_channel(
+        "subscriptions",
+        SUBSCRIPTIONS,
+        {
+            "name": "subscription",
+            "title": "Subscription",
+            "summary": "The latest state of one push subscription; a tombstone deletes it.",
+            "contentType": CONTENT_TYPE,
+            "payload": {"$ref": _COMPONENT_REF.format(model="SubscriptionRecord")},
+            "bindings": _key_binding("The subscription id."),
+        },
+        "Push subscriptions (compacted). Webhook records carry signing secrets: restrict access.",
+        ("The CLI and the dispatcher API write subscriptions", "Dispatchers read subscriptions"),
+    )
+    add_channel(
+        "deliveries",
+        DELIVERIES,
+        {
+            "name": "delivery-attempt",
+            "title": "Delivery attempt",
+            "summary": "One attempt to deliver one alert to one subscription, and its outcome.",
+            "contentType": CONTENT_TYPE,
+            "payload": {"$ref": _COMPONENT_REF.format(model="DeliveryAttempt")},
+            "bindings": _key_binding("The subscription id."),
+        },
+        "The delivery log: every attempt the dispatcher makes.",
+        ("The dispatcher logs attempts", "Operators read the delivery log"),
+    )
+    add_channel(
+        "deliveryDeadLetter",
+        DELIVERY_DEAD_LETTER,
+        {
+            "name": "delivery-dead-letter",
+            "title": "Undeliverable alert",
+            "summary": "The body of a delivery whose attempts ran out, with the reason.",
+            "contentType": CONTENT_TYPE,
+            "headers": _text(
+                "dlq_reason, dlq_subscription, dlq_alert_id, dlq_attempts, "
+                "webhook-id and webhook-sequence, as UTF-8 text.",
+                type="object",
+            ),
+            "payload": _text("The webhook body (or Alertmanager payload) that was not delivered."),
+            "bindings": _key_binding("The subscription id."),
+        },
+        "Deliveries given up on: after the retry schedule, or an endpoint that answered 410.",
+        ("The dispatcher dead-letters deliveries", "Operators inspect them"),
+    )
+    add_channel(
+        "dispatchState",
+        DISPATCH_STATE,
+        {
+            "name": "dispatch-state",
+            "title": "Dispatcher state",
+            "summary": "Pending deliveries and per-subscription cursors (internal).",
+            "contentType": CONTENT_TYPE,
+            "payload": {"type": "object", "description": "Internal to the dispatcher."},
+            "bindings": _key_binding(
+                "p/<subscription>/<sequence>, c/<subscription> or a/<subscription>/<fingerprint>."
+            ),
+        },
+        "The dispatcher's durable state (compacted); not an interface.",
+        ("The dispatcher writes its state", "The dispatcher reloads its state"),
     )
 
     components: dict[str, Any] = {"schemas": schemas, "messages": messages}

@@ -1,13 +1,9 @@
-"""The alert record the worker publishes, its Kafka codec, and the lifecycle that emits it.
+"""The alert lifecycle that emits :class:`schemas.Alert` messages, and its persisted episodes.
 
-An alert is one message about one *episode*: a period during which a rule's condition held for one
-set of labels (region and event type, plus a network or report id for the immediate rules). The
-episode is named by its ``fingerprint``; each message by its ``alert_id``, derived from the
-fingerprint, the status and the episode's start, so replaying the same history gives the same ids
-and a repeated ``firing`` is recognisably the same alert as the first.
-
-:class:`Lifecycle` keeps one :class:`Episode` per fingerprint and decides, Alertmanager-style and in
-stream time only, when a message is due: the first ``firing``, repeats, the one ``resolved``.
+The wire model and its codec live in :mod:`schemas` (``schemas._alerts``); they are re-exported
+here for the engine's convenience. :class:`Lifecycle` keeps one :class:`Episode` per fingerprint
+and decides, Alertmanager-style and in stream time only, when a message is due: the first
+``firing``, repeats, the one ``resolved``.
 """
 
 from __future__ import annotations
@@ -35,92 +31,30 @@ __all__ = [
 ]
 
 import dataclasses
-import datetime as dt
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Final, Literal, Self
-from uuid import UUID, uuid5
+from typing import Annotated, Any, Final, Literal
+from uuid import UUID
 
-import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter
 
-from schemas._codec import CONTENT_TYPE, codec
-
-AlertKind = Literal["threshold", "surge", "new-network", "report"]
-Severity = Literal["info", "warning", "critical"]
-AlertStatus = Literal["firing", "resolved"]
-
-ALERT_NAMESPACE: Final = UUID("be42e37c-ef0e-4438-bda3-544c2f3ba5a6")
-"""Namespace of the uuid5 alert ids. Never change it: ids already published would not recur."""
-ALERT_CE_SOURCE: Final = "urn:disruptfeed:worker"
-MAX_SAMPLES: Final = 10
-"""Most event ids an alert carries as examples."""
-
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MS: Final = dt.timedelta(milliseconds=1)
-
-
-def to_ms(when: dt.datetime) -> int:
-    """Milliseconds since the epoch of an aware datetime (floored, so exact for whole ms)."""
-    # Integer timedelta arithmetic: timestamp() goes through a float and can be off by one ms.
-    return (when - _EPOCH) // _MS
-
-
-def from_ms(ms: int) -> dt.datetime:
-    """The UTC datetime of a millisecond timestamp."""
-    return _EPOCH + dt.timedelta(milliseconds=ms)
-
-
-def fingerprint(rule: str, labels: dict[str, str]) -> str:
-    """The episode key: hex SHA-256 of the rule name and its sorted labels.
-
-    Canonical JSON (compact, labels sorted by name) keeps the input unambiguous, whatever the
-    names contain, and the same on every run and machine.
-    """
-    canonical = orjson.dumps([rule, sorted(labels.items())])
-    return hashlib.sha256(canonical).hexdigest()
-
-
-def derive_alert_id(fingerprint: str, status: AlertStatus, starts_at: dt.datetime) -> UUID:
-    """The deterministic id of an alert message: ``uuid5(fingerprint:status:starts_at_ms)``."""
-    return uuid5(ALERT_NAMESPACE, f"{fingerprint}:{status}:{to_ms(starts_at)}")
-
-
-class Alert(BaseModel):
-    """One alert message: a rule's condition started, still holds, or ended for some labels."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-    alert_id: UUID = Field(description="uuid5 of fingerprint, status and starts_at (in ms).")
-    rule: str = Field(description="Name of the rule that raised it.")
-    kind: AlertKind
-    region: str = Field(description="Actor region the alert is about.")
-    event_type: str = Field(description="Event type the alert is about.")
-    severity: Severity
-    status: AlertStatus
-    window: str | None = Field(default=None, description="Rolling window counted, e.g. '1h'.")
-    value: int | None = Field(default=None, description="Events in the window at evaluation.")
-    threshold: float | None = Field(
-        default=None, description="The count required: N, or max(min_count, k x baseline)."
-    )
-    baseline: float | None = Field(
-        default=None, description="Surge rules: average count per window over the baseline."
-    )
-    sample_event_ids: tuple[UUID, ...] = Field(default=(), max_length=MAX_SAMPLES)
-    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$", description="Episode key; Kafka key.")
-    starts_at: AwareDatetime = Field(description="Event time the episode started.")
-    ends_at: AwareDatetime | None = Field(default=None, description="Set when resolved.")
-    evaluated_at: AwareDatetime = Field(description="Stream time of the evaluation.")
-    summary: str = Field(min_length=1, description="One human-readable sentence.")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if (self.status == "resolved") != (self.ends_at is not None):
-            raise ValueError("ends_at is set exactly when status is 'resolved'")
-        expected = derive_alert_id(self.fingerprint, self.status, self.starts_at)
-        if self.alert_id != expected:
-            raise ValueError(f"alert_id {self.alert_id} is not the derived id {expected}")
-        return self
+from schemas._alerts import (
+    ALERT_CE_SOURCE,
+    ALERT_NAMESPACE,
+    MAX_SAMPLES,
+    Alert,
+    AlertKind,
+    AlertStatus,
+    Severity,
+    alert_ce_type,
+    alert_headers,
+    alert_key,
+    decode_alert,
+    derive_alert_id,
+    encode_alert,
+    fingerprint,
+    from_ms,
+    to_ms,
+)
 
 
 def merge_samples(old: Sequence[UUID], new: Sequence[UUID]) -> tuple[UUID, ...]:
@@ -156,6 +90,8 @@ class Episode:
     threshold: float | None = None
     baseline: float | None = None
     hold_until_ms: int | None = None
+    repeats: int = 0
+    """How many repeats of the first ``firing`` were sent (0 in rows of the first release)."""
     sample_ids: Annotated[tuple[UUID, ...], Field(max_length=MAX_SAMPLES)] = ()
     summary: str
 
@@ -204,14 +140,16 @@ class Episode:
     def alert(self, fp: str, status: AlertStatus, ends_ms: int | None = None) -> Alert:
         """The alert message for this episode, keyed by its fingerprint ``fp``."""
         starts_at = from_ms(self.starts_ms)
+        repeat = self.repeats if status == "firing" else 0
         return Alert(
-            alert_id=derive_alert_id(fp, status, starts_at),
+            alert_id=derive_alert_id(fp, status, starts_at, repeat),
             rule=self.rule,
             kind=self.kind,
             region=self.labels["region"],
             event_type=self.labels["event_type"],
             severity=self.severity,
             status=status,
+            repeat=repeat,
             window=self.window,
             value=self.value,
             threshold=self.threshold,
@@ -265,7 +203,7 @@ class Lifecycle:
             ep = ep.observe(fresh)
             due = self.repeat_ms is not None and now_ms - ep.last_sent_ms >= self.repeat_ms
             if due and ep.holds(now_ms):
-                ep = ep.replace(last_sent_ms=now_ms)
+                ep = ep.replace(last_sent_ms=now_ms, repeats=ep.repeats + 1)
                 out.append(ep.alert(fp, "firing"))
         if ep.holds(now_ms):
             self.episodes[fp] = ep
@@ -335,40 +273,3 @@ class Lifecycle:
                 raise ValueError(f"state entry {fp!r} is not the fingerprint of its labels")
             episodes[fp] = ep
         self.episodes = episodes
-
-
-def alert_ce_type(status: AlertStatus, version: int = 1) -> str:
-    """The CloudEvents ``type`` of an alert: ``io.disruptfeed.alert.firing.v1``."""
-    return f"io.disruptfeed.alert.{status}.v{version}"
-
-
-def encode_alert(alert: Alert) -> bytes:
-    """The record value: the alert's JSON document (keys sorted, so bytes are reproducible)."""
-    return codec.dumps(alert.model_dump(mode="python"))
-
-
-def alert_key(alert: Alert) -> bytes:
-    """The record key: the fingerprint, so one episode's messages stay in order on one partition."""
-    return alert.fingerprint.encode()
-
-
-def alert_headers(alert: Alert) -> list[tuple[str, bytes]]:
-    """CloudEvents binary-mode headers for an alert record."""
-    return [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", str(alert.alert_id).encode()),
-        ("ce_source", ALERT_CE_SOURCE.encode()),
-        ("ce_type", alert_ce_type(alert.status).encode()),
-        ("ce_time", alert.evaluated_at.isoformat().encode()),
-        ("ce_subject", alert.region.encode()),
-        ("content-type", CONTENT_TYPE.encode()),
-    ]
-
-
-def decode_alert(data: bytes | str) -> Alert:
-    """Validate one alert JSON document.
-
-    Raises:
-        pydantic.ValidationError: not JSON, or not a consistent alert.
-    """
-    return Alert.model_validate_json(data)

@@ -6,6 +6,7 @@
 - ``GET /alerts`` -> the alerts firing now
 - ``GET /health`` -> ``{"status": "ok" | "recovering", ...}``
 Windows end at stream time (the latest event time seen), reported as ``stream_time``.
+Every route but ``/health`` needs ``Authorization: Bearer <token>`` (:mod:`disruptfeed.auth`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ __all__ = ["register_views"]
 
 import dataclasses
 import datetime as dt
+import functools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from disruptfeed.auth import authorized, unauthorized_body
 
 if TYPE_CHECKING:
     from streams.app import WorkerState
@@ -35,18 +40,40 @@ def _stream_time(state: WorkerState) -> str | None:
     return dt.datetime.fromtimestamp(now / 1000, dt.UTC).isoformat() if now else None
 
 
+View = Callable[..., Awaitable[Any]]
+
+
+def _guarded(tokens: tuple[str, ...]) -> Callable[[View], View]:
+    """Wrap a view so that it answers 401 without one of ``tokens``."""
+
+    def wrap(view: View) -> View:
+        @functools.wraps(view)
+        async def guarded(web: Any, req: Any, **kwargs: Any) -> Any:
+            if not authorized(req.headers.get("Authorization"), tokens):
+                return _json(web, unauthorized_body(), status=401)
+            return await view(web, req, **kwargs)
+
+        return guarded
+
+    return wrap
+
+
 def register_views(app: Any, state: WorkerState) -> None:
     """Add the query views to a Faust app."""
+    guard = _guarded(state.settings.bearer_tokens())
 
     @app.page("/counts")  # type: ignore[untyped-decorator]
+    @guard
     async def counts(web: Any, req: Any) -> Any:
         return _json(web, state.processor.store.snapshot())
 
     @app.page("/counts/{region}")  # type: ignore[untyped-decorator]
+    @guard
     async def region_counts(web: Any, req: Any, region: str) -> Any:
         return _json(web, state.processor.store.snapshot(region))
 
     @app.page("/stats")  # type: ignore[untyped-decorator]
+    @guard
     async def stats(web: Any, req: Any) -> Any:
         return _json(
             web,
@@ -58,6 +85,7 @@ def register_views(app: Any, state: WorkerState) -> None:
         )
 
     @app.page("/alerts")  # type: ignore[untyped-decorator]
+    @guard
     async def alerts(web: Any, req: Any) -> Any:
         active = [a.model_dump(mode="json") for a in state.processor.engine.active()]
         return _json(web, {"stream_time": _stream_time(state), "alerts": active})

@@ -54,7 +54,7 @@ def main(argv: list[str]) -> None:
     from quixstreams import Application, message_context
     from quixstreams.kafka.configuration import ConnectionConfig
 
-    from streams._alerts import to_ms
+    from schemas._alerts import to_ms
     from streams._windows import Counted, CountStore
 
     config = json.loads(Path(argv[0]).read_text(encoding="utf-8"))

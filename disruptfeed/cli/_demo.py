@@ -19,8 +19,7 @@ from disruptfeed.cli._events import _progress
 from disruptfeed.cli._streams import describe_alert, format_counts, worker_get
 from disruptfeed.sample import DEFAULT_SEED, SampleSpec, build_sample
 from disruptfeed.settings import Settings
-from schemas import codec
-from streams._alerts import Alert
+from schemas import Alert, codec
 
 
 def _wait(what: str, check: Any, proc: subprocess.Popen[bytes], timeout: float = 180) -> None:

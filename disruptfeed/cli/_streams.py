@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["alerts", "counts", "describe_alert", "format_counts", "worker", "worker_get"]
+__all__ = [
+    "alerts",
+    "auth_headers",
+    "counts",
+    "describe_alert",
+    "format_counts",
+    "worker",
+    "worker_get",
+]
 
 import json
 import urllib.error
@@ -13,7 +21,7 @@ import click
 
 from disruptfeed.cli._common import EXIT_BROKER, fail, run, settings_from
 from disruptfeed.settings import Settings
-from streams._alerts import Alert
+from schemas import Alert
 
 
 @click.command()
@@ -44,11 +52,18 @@ def worker(ctx: click.Context, loglevel: str) -> None:
         fail(str(exc))
 
 
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """The Authorization header for the project's HTTP APIs (empty when no token is known)."""
+    tokens = settings.bearer_tokens(create=False)
+    return {"Authorization": f"Bearer {tokens[0]}"} if tokens else {}
+
+
 def worker_get(settings: Settings, path: str, timeout: float = 10) -> Any:
     """GET a path of the worker's query API and parse the JSON; raises ``OSError`` subclasses."""
     url = f"http://{settings.worker_host}:{settings.worker_port}{path}"
+    request = urllib.request.Request(url, headers=auth_headers(settings))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http only
             return json.load(response)
     except urllib.error.HTTPError as exc:
         exc.close()  # release its socket before re-raising

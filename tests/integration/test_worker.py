@@ -19,8 +19,7 @@ from consumers import read_alerts
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS, DEAD_LETTER
 from producers import FeedProducer
-from schemas import EventBase, codec
-from streams._alerts import Alert, decode_alert
+from schemas import Alert, EventBase, codec, decode_alert
 from tests.conftest import SettingsFactory
 from tests.integration import stream_truth
 from tests.integration.worker import WorkerProcess
@@ -139,6 +138,7 @@ def _check_worker(
             **os.environ,
             "DISRUPTFEED_WORKER_PORT": str(worker.port),
             "DISRUPTFEED_BOOTSTRAP_SERVERS": settings.bootstrap,
+            "DISRUPTFEED_API_TOKEN": worker.token,
         }
         done = subprocess.run(
             [sys.executable, "-m", "disruptfeed", "counts", "--json"],

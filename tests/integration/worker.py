@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ class WorkerProcess:
         self.rules = rules
         self.log_path = state_dir / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.token = secrets.token_urlsafe(16)
 
     def start(self) -> None:
         env = {
@@ -41,6 +43,7 @@ class WorkerProcess:
             "DISRUPTFEED_WORKER_PORT": str(self.port),
             "DISRUPTFEED_DATA_DIR": str(self.state_dir),
             "DISRUPTFEED_GRACE_SECONDS": str(self.settings.grace_seconds),
+            "DISRUPTFEED_API_TOKEN": self.token,
         }
         if self.rules is not None:
             env["DISRUPTFEED_RULES_FILE"] = str(self.rules)
@@ -55,8 +58,9 @@ class WorkerProcess:
 
     def get(self, path: str) -> Any:
         url = f"http://127.0.0.1:{self.port}{path}"
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"})
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 return json.load(response)
         except urllib.error.HTTPError as exc:
             exc.close()  # its socket, or pytest reports an unclosed resource

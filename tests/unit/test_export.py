@@ -24,6 +24,7 @@ from schemas import (
     EventBase,
     asyncapi_document,
     codec,
+    encode_alert,
     export,
     json_schemas,
 )
@@ -71,7 +72,27 @@ def _codec_rejects(doc: dict[str, Any]) -> bool:
 
 def test_one_schema_per_event_type_in_stable_order() -> None:
     schemas = json_schemas()
-    assert list(schemas) == [cls.model_fields["type"].default for cls in EVENT_TYPES]
+    types = [cls.model_fields["type"].default for cls in EVENT_TYPES]
+    assert list(schemas) == [*types, "alert"]
+
+
+def test_alert_schema_accepts_encoded_alerts() -> None:
+    from streams._alerts import Episode, fingerprint
+
+    labels = {"region": "RU", "event_type": "account.disrupted"}
+    episode = Episode(
+        rule="r", kind="threshold", severity="critical", labels=labels, starts_ms=0,
+        last_sent_ms=0, last_eval_ms=0, window="1h", value=5, threshold=5.0, summary="s",
+    )  # fmt: skip
+    schema = json_schemas()["alert"]
+    Draft202012Validator.check_schema(schema)
+    validator = Draft202012Validator(schema)
+    for alert in (
+        episode.alert(fingerprint("r", labels), "firing"),
+        episode.replace(repeats=2).alert(fingerprint("r", labels), "firing"),
+        episode.alert(fingerprint("r", labels), "resolved", ends_ms=60_000),
+    ):
+        assert [e.message for e in validator.iter_errors(orjson.loads(encode_alert(alert)))] == []
 
 
 @pytest.mark.parametrize("make", MAKERS)
@@ -254,15 +275,16 @@ def test_one_channel_per_topic_with_its_configuration() -> None:
     specs = {spec.name: spec for spec in topic_specs(settings)}
     addresses = {channel["address"]: channel for channel in doc["channels"].values()}
     assert set(addresses) == set(specs)
-    assert len(addresses) == 5
+    assert len(addresses) == 9
     for address, channel in addresses.items():
         binding = channel["bindings"]["kafka"]
         assert binding["topic"] == address
-        assert binding["partitions"] == 6
+        assert binding["partitions"] == specs[address].partitions
         assert binding["replicas"] == 3
         config = binding["topicConfiguration"]
-        assert config["cleanup.policy"] == ["delete"]
-        assert str(config["retention.ms"]) == specs[address].config["retention.ms"]
+        assert config["cleanup.policy"] == [specs[address].config["cleanup.policy"]]
+        if "retention.ms" in specs[address].config:
+            assert str(config["retention.ms"]) == specs[address].config["retention.ms"]
     for cls in EVENT_TYPES:
         assert settings.topic(cls.topic_name) in addresses
 
@@ -338,7 +360,8 @@ def test_dead_letter_and_alert_messages() -> None:
     assert headers.is_valid(good)
     assert not headers.is_valid({**good, "dlq_offset": "-1"})
     alert = doc["components"]["messages"]["alerts"]["payload"]
-    assert alert == {"type": "object", "description": "An alert, defined by the streams package."}
+    assert alert == {"$ref": "#/components/schemas/Alert"}
+    assert "alert_id" in _resolve(doc, alert["$ref"])["properties"]
 
 
 # --- export ------------------------------------------------------------------------------------

@@ -87,7 +87,14 @@ def test_event_topics_keep_everything() -> None:
         "x.report-released",
         "x.dead-letter",
         "x.alerts",
+        "x.subscriptions",
+        "x.dispatch-state",
+        "x.deliveries",
+        "x.delivery-dead-letter",
     }
+    for compacted in ("x.subscriptions", "x.dispatch-state"):
+        assert specs[compacted].config["cleanup.policy"] == "compact"
+        assert specs[compacted].partitions == 1
     for name in ("x.account-disrupted", "x.network-identified", "x.report-released"):
         assert specs[name].config["retention.ms"] == "-1"
         assert specs[name].config["cleanup.policy"] == "delete"

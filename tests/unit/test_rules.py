@@ -189,7 +189,10 @@ def test_threshold_fires_once_repeats_after_interval_and_resolves_once() -> None
     assert feed_minutes(feed, 30, 40) == feed.sweep_at(at(50)) == []
     assert feed_minutes(feed, 75) == []  # 55 minutes since it was sent
     (repeat,) = feed_minutes(feed, 81)  # 61 minutes: the same alert again, re-evaluated
-    assert (repeat.status, repeat.alert_id, repeat.starts_at) == ("firing", fired.alert_id, at(20))
+    # A repeat is the same episode (fingerprint, start) but its own message, with its own id.
+    assert (repeat.status, repeat.fingerprint, repeat.starts_at) == ("firing", fp, at(20))
+    assert (repeat.repeat, repeat.alert_id) == (1, derive_alert_id(fp, "firing", at(20), 1))
+    assert repeat.alert_id != fired.alert_id
     assert (repeat.evaluated_at, repeat.value) == (at(81), 4)  # (21, 81]: 30, 40, 75, 81
     assert feed_minutes(feed, 90) == []  # the repeat restarted the interval
     # Windows are (now - 1h, now]: minute 75 still counts at 134 and is gone at 135.
@@ -294,7 +297,8 @@ def test_new_network_hold_extends_and_late_events_resolve_at_once() -> None:
     assert feed(again) == feed(older) == []  # the older mention does not shorten the hold
     # Held until 12h + 24h now; at 24h it is still firing, so the daily repeat goes out.
     (repeat,) = feed.sweep_at(at(24 * 60))
-    assert (repeat.status, repeat.alert_id) == ("firing", alert.alert_id)
+    assert (repeat.status, repeat.fingerprint, repeat.repeat) == ("firing", alert.fingerprint, 1)
+    assert repeat.alert_id != alert.alert_id
     assert feed.sweep_at(at(30 * 60)) == []
     (resolved,) = feed.sweep_at(at(36 * 60))
     assert resolved.alert_id == derive_alert_id(alert.fingerprint, "resolved", T0)
@@ -343,9 +347,10 @@ def test_alert_ids_and_fingerprints_are_deterministic() -> None:
     first, second = replay(events), replay(events)
     assert {a.kind for a in first} == {"threshold", "surge", "new-network", "report"}
     assert [encode_alert(a) for a in first] == [encode_alert(a) for a in second]
-    # One id per (fingerprint, status, start): a repeat reuses its episode's firing id.
-    keys = {(a.fingerprint, a.status, a.starts_at) for a in first}
-    assert len({a.alert_id for a in first}) == len(keys) < len(first)
+    # One id per message: (fingerprint, status, start, repeat); repeats share the fingerprint.
+    keys = {(a.fingerprint, a.status, a.starts_at, a.repeat) for a in first}
+    assert len({a.alert_id for a in first}) == len(keys) == len(first)
+    assert len({(a.fingerprint, a.status, a.starts_at) for a in first}) < len(first)
     expected = "4411a5e9dad31325ae66f06249b08faeb99e4e9601d4b8622c3577599bb02be6"
     assert fingerprint("burst", {"region": "RU", "event_type": ACCOUNTS}) == expected
     assert fingerprint("burst", {"event_type": ACCOUNTS, "region": "RU"}) == expected

@@ -1,0 +1,97 @@
+"""Small aiokafka helpers the dispatcher and the subscription admin share."""
+
+from __future__ import annotations
+
+__all__ = ["partitions_of", "read_to_end", "start_consumer", "start_producer"]
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from disruptfeed.errors import BrokerNotRunningError, ConfigurationError
+from disruptfeed.settings import Settings
+
+
+async def start_consumer(settings: Settings, **kwargs: Any) -> Any:
+    """A started ``AIOKafkaConsumer`` with the project's connection settings.
+
+    Raises:
+        BrokerNotRunningError: nothing answers at the bootstrap address.
+    """
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import KafkaConnectionError
+
+    consumer = AIOKafkaConsumer(
+        **settings.client_kwargs(),
+        enable_auto_commit=kwargs.pop("enable_auto_commit", False),
+        isolation_level="read_committed",
+        **kwargs,
+    )
+    try:
+        await consumer.start()
+    except KafkaConnectionError as exc:
+        await consumer.stop()
+        raise BrokerNotRunningError.at(settings.bootstrap) from exc
+    return consumer
+
+
+async def start_producer(settings: Settings) -> Any:
+    """A started idempotent ``AIOKafkaProducer`` (acks=all) for the dispatcher's own topics."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaConnectionError
+
+    producer = AIOKafkaProducer(
+        **settings.client_kwargs(),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=0,
+        max_request_size=2 * 1024 * 1024,
+    )
+    try:
+        await producer.start()
+    except KafkaConnectionError as exc:
+        await producer.stop()
+        raise BrokerNotRunningError.at(settings.bootstrap) from exc
+    return producer
+
+
+async def partitions_of(consumer: Any, topic: str, bootstrap: str) -> list[int]:
+    """The partitions of ``topic`` as the cluster has them (never assumed from settings)."""
+    cluster = await consumer._client.fetch_all_metadata()
+    parts = cluster.partitions_for_topic(topic)
+    if not parts:
+        raise ConfigurationError(
+            f"topic {topic} does not exist at {bootstrap}: create it with "
+            "'disruptfeed topics create'"
+        )
+    return sorted(parts)
+
+
+async def read_to_end(
+    consumer: Any, topic: str, bootstrap: str, start: dict[int, int] | None = None
+) -> AsyncIterator[Any]:
+    """Every record of ``topic`` from ``start`` (default: the beginning) to its end as of now.
+
+    Assigns the consumer to the topic's partitions; ends when each reaches the end offset it had
+    when the read began, so it always terminates.
+    """
+    from aiokafka import TopicPartition
+
+    parts = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic, bootstrap)]
+    consumer.assign(parts)
+    if start is None:
+        await consumer.seek_to_beginning(*parts)
+    else:
+        await consumer.seek_to_beginning(*[tp for tp in parts if tp.partition not in start])
+        for tp in parts:
+            if tp.partition in start:
+                consumer.seek(tp, start[tp.partition])
+    ends = await consumer.end_offsets(parts)
+    while True:
+        left = [tp for tp in parts if await consumer.position(tp) < ends[tp]]
+        if not left:
+            return
+        batches = await consumer.getmany(*left, timeout_ms=1_000)
+        for tp, records in batches.items():
+            for record in records:
+                if record.offset < ends[tp]:
+                    yield record
