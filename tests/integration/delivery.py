@@ -30,6 +30,12 @@ class Received:
     at: float
     headers: dict[str, str]
     body: bytes
+    status: int = 0
+    """The status the receiver answered with (0 while it is still answering)."""
+
+    @property
+    def status_ok(self) -> bool:
+        return 200 <= self.status < 300
 
     @property
     def json(self) -> Any:
@@ -76,14 +82,28 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(Received(time.monotonic(), dict(request.headers), body))
-        return await self.behaviour(request, len(self.requests))
+        got = Received(time.monotonic(), dict(request.headers), body)
+        self.requests.append(got)
+        response = await self.behaviour(request, len(self.requests))
+        got.status = response.status
+        return response
 
     def alert_ids(self) -> list[str]:
         return [r.json["data"]["alert_id"] for r in self.requests]
 
     async def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
         await wait_until(condition, what, timeout)
+
+
+async def busy_for(seconds: float) -> None:
+    """Simulate a receiver's own processing time (what an endpoint spends per request).
+
+    Not a wait for a condition: the receiver is slow on purpose, so deliveries stay in flight.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    loop.call_later(seconds, done.set_result, None)
+    await done
 
 
 async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:

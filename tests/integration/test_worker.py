@@ -122,6 +122,11 @@ def _check_worker(
         worker.wait_healthy()
         worker.wait_for(lambda: worker.get("/counts") == expected, "counts to equal the truth")
         assert worker.get("/counts/NG") == {"NG": expected["NG"]}
+        # The query API answers nobody without the token; /health answers everyone.
+        for path in ("/counts", "/counts/NG", "/stats", "/alerts"):
+            assert worker.status(path, token=None) == 401, path
+            assert worker.status(path, token="not-the-token") == 401, path
+        assert worker.status("/health", token=None) == 200
         stats = worker.get("/stats")
         late = {
             (region, event_type): row["late"]

@@ -66,6 +66,17 @@ class WorkerProcess:
             exc.close()  # its socket, or pytest reports an unclosed resource
             raise
 
+    def status(self, path: str, token: str | None) -> int:
+        """The HTTP status of a GET with the given bearer token (None: no header)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return int(exc.code)
+
     def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
         """Poll ``condition`` until it holds; fail with the worker's log tail if it never does."""
         deadline = time.monotonic() + timeout

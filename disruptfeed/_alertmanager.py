@@ -1,0 +1,329 @@
+"""A real Prometheus Alertmanager, built from its Go module, for tests and local runs.
+
+There is no Docker engine or GitHub release download everywhere we run, but the Go module proxy
+is reachable, so the binary is built from the module source once and cached next to the Kafka
+jars. The module zip lacks the web UI's build output that ``ui/web.go`` embeds; the API does not
+need the UI, so a placeholder page stands in for it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ALERTMANAGER_VERSION", "Alertmanager", "alertmanager_binary", "find_go"]
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, Self
+
+from disruptfeed._jars import file_lock, write_atomic
+from disruptfeed.broker import free_port
+from disruptfeed.errors import LauncherError, MissingToolError
+
+log = logging.getLogger(__name__)
+
+ALERTMANAGER_VERSION: Final = "0.35.0"
+"""The Alertmanager release built by default (its module needs Go 1.26 or newer)."""
+
+_MODULE: Final = "github.com/prometheus/alertmanager"
+_FALLBACK_GO: Final = "/usr/local/go/bin/go"
+_GO_TIMEOUT_S: Final = 900.0
+_TAIL_LINES: Final = 20
+_POLL_S: Final = 0.1
+
+# Never through an HTTP(S)_PROXY from the environment: the server is on loopback.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+_CONFIG: Final = """\
+# Written by disruptfeed on every start; edits are lost.
+global:
+  resolve_timeout: {resolve_timeout}
+route:
+  receiver: webhook
+  group_by: {group_by}
+  group_wait: {group_wait}
+  group_interval: {group_interval}
+  repeat_interval: {repeat_interval}
+receivers:
+  - name: webhook
+    webhook_configs:
+      - url: {url}
+        send_resolved: true
+"""
+
+
+def find_go() -> str | None:
+    """Return the ``go`` executable: from PATH, else the official tarball's location, else None."""
+    found = shutil.which("go")
+    if found is not None:
+        return found
+    return _FALLBACK_GO if os.access(_FALLBACK_GO, os.X_OK) else None
+
+
+def alertmanager_binary(cache_dir: Path, version: str = ALERTMANAGER_VERSION) -> Path:
+    """Return the cached Alertmanager binary of ``version``, building it first if missing.
+
+    Args:
+        cache_dir: Root of the project's cache; the binary lands in
+            ``cache_dir/alertmanager-<version>/alertmanager``.
+        version: Alertmanager release without the ``v``, e.g. ``"0.35.0"``.
+
+    Returns:
+        The path of the executable.
+
+    Raises:
+        MissingToolError: The binary is not cached and no ``go`` is installed.
+        LauncherError: Downloading or building failed (the message ends with go's output).
+    """
+    root = cache_dir / f"alertmanager-{version}"
+    binary = root / "alertmanager"
+    if binary.is_file():
+        return binary
+    go = find_go()
+    if go is None:
+        raise MissingToolError(
+            f"'go' was not found on PATH or at {_FALLBACK_GO}; building Alertmanager {version} "
+            "needs Go 1.26+: apt-get install golang-go (if new enough) or https://go.dev/dl"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    # Two processes (pytest-xdist workers, a CLI beside a test run) may build at once.
+    with file_lock(cache_dir / f"alertmanager-{version}.lock"):
+        if binary.is_file():
+            return binary
+        log.info("building Alertmanager %s from its Go module (about 90 s, once)", version)
+        started = time.monotonic()
+        # Inside root, so the final rename stays on one file system and is atomic.
+        with tempfile.TemporaryDirectory(prefix="build-", dir=root) as tmp:
+            work = Path(tmp)
+            env = _go_env(cache_dir)
+            download = ["mod", "download", "-json", f"{_MODULE}@v{version}"]
+            info = json.loads(_go(go, download, work, env))
+            src = work / "src"
+            shutil.copytree(info["Dir"], src)
+            # The module cache is read-only and copytree keeps modes (module zips hold no links).
+            for path in (src, *src.rglob("*")):
+                path.chmod(path.stat().st_mode | 0o200)
+            dist = src / "ui" / "app" / "dist"
+            dist.mkdir(parents=True, exist_ok=True)
+            (dist / "index.html").write_text("<p>UI not built; use the API.</p>\n", "utf-8")
+            staged = work / "alertmanager"
+            # Stamped as a release build would be, so `alertmanager --version` tells the truth.
+            stamp = f"-ldflags=-X github.com/prometheus/common/version.Version={version}"
+            _go(go, ["build", stamp, "-o", str(staged), "./cmd/alertmanager"], src, env)
+            staged.replace(binary)
+        log.info("Alertmanager %s built in %.0f s: %s", version, time.monotonic() - started, binary)
+    return binary
+
+
+def _go_env(cache_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # A newer toolchain is never fetched behind our back, and a user's -mod=vendor (or similar)
+    # cannot break a build of a module that ships no vendor directory.
+    env["GOTOOLCHAIN"] = "local"
+    env["GOFLAGS"] = "-mod=mod -buildvcs=false"
+    if not env.get("HOME") and not env.get("XDG_CACHE_HOME"):
+        # Without either, go has no default GOCACHE/GOPATH and refuses to build.
+        env.setdefault("GOPATH", str(cache_dir / "go"))
+        env.setdefault("GOCACHE", str(cache_dir / "go-build"))
+    return env
+
+
+def _go(go: str, args: list[str], cwd: Path, env: dict[str, str]) -> str:
+    cmd = [go, *args]
+    try:
+        done = subprocess.run(
+            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+            timeout=_GO_TIMEOUT_S, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise LauncherError(f"$ {' '.join(cmd)} took over {_GO_TIMEOUT_S:.0f} s") from exc
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).decode(errors="replace")
+        tail = "\n".join(output.splitlines()[-_TAIL_LINES:])
+        hint = ""
+        if "requires go >=" in output:
+            hint = "\nInstall a newer Go from https://go.dev/dl (GOTOOLCHAIN=local is forced)."
+        raise LauncherError(
+            f"building Alertmanager failed (exit {done.returncode}):\n$ {' '.join(cmd)}\n"
+            f"{tail}{hint}"
+        )
+    return done.stdout.decode()
+
+
+class Alertmanager:
+    """An Alertmanager subprocess on 127.0.0.1 that sends every alert to one webhook.
+
+    Each distinct label set is its own notification group (``group_by: ['...']``) unless
+    ``group_by`` says otherwise. Use it as a context manager to start and stop it.
+
+    Args:
+        binary: The executable, e.g. from :func:`alertmanager_binary`.
+        work_dir: Where the config, storage (``data/``) and ``alertmanager.log`` go.
+        webhook_url: Receives every notification, resolved ones included.
+        port: HTTP port; None picks a free one.
+        group_wait: Delay before a new group's first notification (a Prometheus duration).
+        group_interval: Delay between notifications about changes to a group.
+        repeat_interval: Delay before an unchanged notification is sent again.
+        resolve_timeout: ``endsAt`` given to alerts posted without one.
+        group_by: Labels that form a group; ``("...",)`` means all labels.
+    """
+
+    def __init__(
+        self,
+        binary: Path,
+        work_dir: Path,
+        webhook_url: str,
+        *,
+        port: int | None = None,
+        group_wait: str = "1s",
+        group_interval: str = "1s",
+        repeat_interval: str = "1h",
+        resolve_timeout: str = "5m",
+        group_by: Sequence[str] = ("...",),
+    ) -> None:
+        self.binary = binary
+        self.work_dir = work_dir
+        self.webhook_url = webhook_url
+        self.port = free_port() if port is None else port
+        self._timing = {
+            "group_wait": group_wait,
+            "group_interval": group_interval,
+            "repeat_interval": repeat_interval,
+            "resolve_timeout": resolve_timeout,
+        }
+        self.group_by = tuple(group_by)
+        self.config_file = work_dir / "alertmanager.yml"
+        self.log_file = work_dir / "alertmanager.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API, e.g. ``http://127.0.0.1:9093``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> None:
+        """Write the config, start the process and wait until ``/-/ready`` answers 200.
+
+        Raises:
+            LauncherError: It is already running, exited during start-up or was not ready
+                within ``timeout`` seconds (then it is stopped; the message ends with its log).
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            raise LauncherError(f"Alertmanager already runs at {self.url} (pid {self._proc.pid})")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        # JSON strings are valid YAML scalars, and quote whatever a URL may contain.
+        config = _CONFIG.format(
+            url=json.dumps(self.webhook_url),
+            group_by=json.dumps(list(self.group_by)),
+            **{key: json.dumps(value) for key, value in self._timing.items()},
+        )
+        write_atomic(self.config_file, config)
+        cmd = [
+            str(self.binary),
+            f"--config.file={self.config_file}",
+            f"--storage.path={self.work_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",  # no gossip: it would bind 9094 on every interface
+        ]
+        if self.log_file.exists():  # so the tail on failure shows this run only
+            self.log_file.replace(self.log_file.with_name("alertmanager.log.1"))
+        with self.log_file.open("ab") as out:
+            self._proc = subprocess.Popen(
+                cmd, cwd=self.work_dir, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self._await_ready(timeout)
+
+    def _await_ready(self, timeout: float) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._proc = None
+                raise LauncherError(
+                    f"Alertmanager exited during start-up (exit {code}).{self._tail()}"
+                )
+            try:
+                with _HTTP.open(f"{self.url}/-/ready", timeout=2) as response:
+                    if response.status == 200:
+                        return
+                    last_error = f"HTTP {response.status}"
+            except urllib.error.HTTPError as exc:
+                exc.close()  # its socket, or a ResourceWarning follows
+                last_error = f"HTTP {exc.code}"
+            except OSError as exc:  # URLError included: refused while it binds
+                last_error = str(exc)
+            time.sleep(_POLL_S)
+        self.stop()
+        raise LauncherError(
+            f"Alertmanager was not ready at {self.url} within {timeout:g} s ({last_error}), "
+            f"so it was stopped.{self._tail()}"
+        )
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Return what ``GET /api/v2/alerts`` lists (active, silenced and inhibited alerts)."""
+        result: list[dict[str, Any]] = self._request("GET", "/api/v2/alerts")
+        return result
+
+    def post_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
+        """Send alerts as Prometheus does, with ``POST /api/v2/alerts``.
+
+        Raises:
+            LauncherError: Alertmanager refused them (the message carries its reason).
+        """
+        self._request("POST", "/api/v2/alerts", list(alerts))
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 -- always our own http:// URL
+            f"{self.url}{path}", data=data, method=method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )  # fmt: skip
+        try:
+            with _HTTP.open(request, timeout=10) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                reason = exc.read().decode(errors="replace").strip()
+            raise LauncherError(f"{method} {path} answered HTTP {exc.code}: {reason}") from exc
+        return json.loads(payload) if payload.strip() else None
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop it with SIGTERM, with SIGKILL only after ``timeout`` seconds; idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("Alertmanager %d ignored SIGTERM for %g s; killed", proc.pid, timeout)
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        if self._proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _tail(self) -> str:
+        try:
+            lines = self.log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return f"\n(no log at {self.log_file})"
+        text = "\n".join(lines[-_TAIL_LINES:])
+        taken = "address already in use" in text
+        hint = "\nThe port was taken; pass another port." if taken else ""
+        return f"\nLast lines of {self.log_file}:\n{text}{hint}"
