@@ -6,7 +6,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from schemas import AccountDisrupted, Actor, NetworkIdentified, ReportReleased, codec
+from schemas import AccountDisrupted, Actor, Alert, NetworkIdentified, ReportReleased, codec
+from streams._alerts import Episode, fingerprint
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -68,3 +69,34 @@ def report(**kw: Any) -> ReportReleased:
 
 def as_dict(event: Any) -> dict[str, Any]:
     return codec.to_dict(event)
+
+
+def make_alert(
+    region: str = "RU",
+    *,
+    rule: str = "ru-surge",
+    severity: str = "critical",
+    status: str = "firing",
+    n: int = 0,
+    kind: str = "threshold",
+) -> Alert:
+    """A valid alert; ``n`` makes episodes (and so fingerprints and ids) distinct."""
+    labels = {"region": region, "event_type": "account.disrupted", "n": str(n)}
+    starts = T0 + dt.timedelta(minutes=n)
+    episode = Episode(
+        rule=rule,
+        kind=kind,  # type: ignore[arg-type]
+        severity=severity,  # type: ignore[arg-type]
+        labels=labels,
+        starts_ms=int(starts.timestamp() * 1000),
+        last_sent_ms=int(starts.timestamp() * 1000),
+        last_eval_ms=int(starts.timestamp() * 1000),
+        window="1h",
+        value=5,
+        threshold=5.0,
+        summary=f"{region} account.disrupted: 5 in 1h >= 5 (#{n})",
+    )
+    fp = fingerprint(rule, labels)
+    if status == "firing":
+        return episode.alert(fp, "firing")
+    return episode.alert(fp, "resolved", ends_ms=episode.starts_ms + 60_000)

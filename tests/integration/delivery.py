@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,9 +16,7 @@ from consumers._dispatcher import Dispatcher
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS
 from schemas import Alert, alert_headers, alert_key, encode_alert
-from streams._alerts import Episode, fingerprint
 
-T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 POLL = 0.05
 
 
@@ -122,37 +119,6 @@ async def receiver(behaviour: Behaviour = ok) -> AsyncIterator[Receiver]:
         yield r
     finally:
         await r.stop()
-
-
-def make_alert(
-    region: str = "RU",
-    *,
-    rule: str = "ru-surge",
-    severity: str = "critical",
-    status: str = "firing",
-    n: int = 0,
-    kind: str = "threshold",
-) -> Alert:
-    """A valid alert; ``n`` makes episodes (and so fingerprints and ids) distinct."""
-    labels = {"region": region, "event_type": "account.disrupted", "n": str(n)}
-    starts = T0 + dt.timedelta(minutes=n)
-    episode = Episode(
-        rule=rule,
-        kind=kind,  # type: ignore[arg-type]
-        severity=severity,  # type: ignore[arg-type]
-        labels=labels,
-        starts_ms=int(starts.timestamp() * 1000),
-        last_sent_ms=int(starts.timestamp() * 1000),
-        last_eval_ms=int(starts.timestamp() * 1000),
-        window="1h",
-        value=5,
-        threshold=5.0,
-        summary=f"{region} account.disrupted: 5 in 1h >= 5 (#{n})",
-    )
-    fp = fingerprint(rule, labels)
-    if status == "firing":
-        return episode.alert(fp, "firing")
-    return episode.alert(fp, "resolved", ends_ms=episode.starts_ms + 60_000)
 
 
 async def publish_alerts(settings: Settings, alerts: list[Alert]) -> None:

@@ -11,8 +11,9 @@ import pytest
 
 from disruptfeed._alertmanager import Alertmanager
 from disruptfeed.settings import Settings
+from tests.factories import make_alert
 from tests.integration.alertmanager import WebhookSink
-from tests.integration.delivery import make_alert, publish_alerts, running_dispatcher, wait_until
+from tests.integration.delivery import publish_alerts, running_dispatcher, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

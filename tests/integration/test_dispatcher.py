@@ -17,8 +17,8 @@ from disruptfeed.errors import EndpointRefusedError
 from disruptfeed.settings import Settings
 from disruptfeed.topics import DELIVERY_DEAD_LETTER
 from schemas._subscriptions import AlertFilter
+from tests.factories import make_alert
 from tests.integration.delivery import (
-    make_alert,
     publish_alerts,
     receiver,
     running_dispatcher,
