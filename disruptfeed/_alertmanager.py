@@ -1,9 +1,8 @@
 """A real Prometheus Alertmanager, built from its Go module, for tests and local runs.
 
-There is no Docker engine or GitHub release download everywhere we run, but the Go module proxy
-is reachable, so the binary is built from the module source once and cached next to the Kafka
-jars. The module zip lacks the web UI's build output that ``ui/web.go`` embeds; the API does not
-need the UI, so a placeholder page stands in for it.
+Docker and GitHub downloads are not reachable everywhere we run, but the Go module proxy is, so
+the binary is built from module source once and cached next to the Kafka jars. The module zip
+lacks the web UI that ``ui/web.go`` embeds; the API does not need it, so a placeholder will do.
 """
 
 from __future__ import annotations
@@ -41,30 +40,10 @@ _POLL_S: Final = 0.1
 # Never through an HTTP(S)_PROXY from the environment: the server is on loopback.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-_CONFIG: Final = """\
-# Written by disruptfeed on every start; edits are lost.
-global:
-  resolve_timeout: {resolve_timeout}
-route:
-  receiver: webhook
-  group_by: {group_by}
-  group_wait: {group_wait}
-  group_interval: {group_interval}
-  repeat_interval: {repeat_interval}
-receivers:
-  - name: webhook
-    webhook_configs:
-      - url: {url}
-        send_resolved: true
-"""
-
 
 def find_go() -> str | None:
     """Return the ``go`` executable: from PATH, else the official tarball's location, else None."""
-    found = shutil.which("go")
-    if found is not None:
-        return found
-    return _FALLBACK_GO if os.access(_FALLBACK_GO, os.X_OK) else None
+    return shutil.which("go") or (_FALLBACK_GO if os.access(_FALLBACK_GO, os.X_OK) else None)
 
 
 def alertmanager_binary(cache_dir: Path, version: str = ALERTMANAGER_VERSION) -> Path:
@@ -97,15 +76,15 @@ def alertmanager_binary(cache_dir: Path, version: str = ALERTMANAGER_VERSION) ->
     with file_lock(cache_dir / f"alertmanager-{version}.lock"):
         if binary.is_file():
             return binary
+        for stale in root.glob("build-*"):  # left by a build that was killed
+            shutil.rmtree(stale, ignore_errors=True)
         log.info("building Alertmanager %s from its Go module (about 90 s, once)", version)
         started = time.monotonic()
         # Inside root, so the final rename stays on one file system and is atomic.
         with tempfile.TemporaryDirectory(prefix="build-", dir=root) as tmp:
-            work = Path(tmp)
-            env = _go_env(cache_dir)
+            work, env = Path(tmp), _go_env(cache_dir)
             download = ["mod", "download", "-json", f"{_MODULE}@v{version}"]
-            info = json.loads(_go(go, download, work, env))
-            src = work / "src"
+            info, src = json.loads(_go(go, download, work, env)), work / "src"
             shutil.copytree(info["Dir"], src)
             # The module cache is read-only and copytree keeps modes (module zips hold no links).
             for path in (src, *src.rglob("*")):
@@ -130,8 +109,7 @@ def _go_env(cache_dir: Path) -> dict[str, str]:
     env["GOFLAGS"] = "-mod=mod -buildvcs=false"
     if not env.get("HOME") and not env.get("XDG_CACHE_HOME"):
         # Without either, go has no default GOCACHE/GOPATH and refuses to build.
-        env.setdefault("GOPATH", str(cache_dir / "go"))
-        env.setdefault("GOCACHE", str(cache_dir / "go-build"))
+        env = {"GOPATH": str(cache_dir / "go"), "GOCACHE": str(cache_dir / "go-build")} | env
     return env
 
 
@@ -147,9 +125,8 @@ def _go(go: str, args: list[str], cwd: Path, env: dict[str, str]) -> str:
     if done.returncode != 0:
         output = (done.stdout + done.stderr).decode(errors="replace")
         tail = "\n".join(output.splitlines()[-_TAIL_LINES:])
-        hint = ""
-        if "requires go >=" in output:
-            hint = "\nInstall a newer Go from https://go.dev/dl (GOTOOLCHAIN=local is forced)."
+        too_old = "requires go >=" in output  # and GOTOOLCHAIN=local forbids fetching one
+        hint = "\nInstall a newer Go from https://go.dev/dl." if too_old else ""
         raise LauncherError(
             f"building Alertmanager failed (exit {done.returncode}):\n$ {' '.join(cmd)}\n"
             f"{tail}{hint}"
@@ -192,13 +169,11 @@ class Alertmanager:
         self.work_dir = work_dir
         self.webhook_url = webhook_url
         self.port = free_port() if port is None else port
-        self._timing = {
-            "group_wait": group_wait,
-            "group_interval": group_interval,
-            "repeat_interval": repeat_interval,
-            "resolve_timeout": resolve_timeout,
-        }
         self.group_by = tuple(group_by)
+        self._resolve_timeout = resolve_timeout
+        self._route = {"receiver": "webhook", "group_by": list(self.group_by)}
+        self._route |= {"group_wait": group_wait, "group_interval": group_interval}
+        self._route |= {"repeat_interval": repeat_interval}
         self.config_file = work_dir / "alertmanager.yml"
         self.log_file = work_dir / "alertmanager.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -218,18 +193,20 @@ class Alertmanager:
         if self._proc is not None and self._proc.poll() is None:
             raise LauncherError(f"Alertmanager already runs at {self.url} (pid {self._proc.pid})")
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        # JSON strings are valid YAML scalars, and quote whatever a URL may contain.
-        config = _CONFIG.format(
-            url=json.dumps(self.webhook_url),
-            group_by=json.dumps(list(self.group_by)),
-            **{key: json.dumps(value) for key, value in self._timing.items()},
-        )
-        write_atomic(self.config_file, config)
+        # JSON is YAML too, and json.dumps quotes whatever a URL may contain.
+        receiver = {"url": self.webhook_url, "send_resolved": True}
+        config = {
+            "global": {"resolve_timeout": self._resolve_timeout},
+            "route": self._route,
+            "receivers": [{"name": "webhook", "webhook_configs": [receiver]}],
+        }
+        write_atomic(self.config_file, json.dumps(config, indent=2) + "\n")
         cmd = [
             str(self.binary),
             f"--config.file={self.config_file}",
             f"--storage.path={self.work_dir / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--web.external-url={self.url}",  # else links in notifications use the host name
             "--cluster.listen-address=",  # no gossip: it would bind 9094 on every interface
         ]
         if self.log_file.exists():  # so the tail on failure shows this run only
@@ -242,21 +219,16 @@ class Alertmanager:
         self._await_ready(timeout)
 
     def _await_ready(self, timeout: float) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + timeout
-        last_error = "no answer yet"
+        proc = self._proc
+        assert proc is not None
+        deadline, last_error = time.monotonic() + timeout, "no answer yet"
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
+            if proc.poll() is not None:
                 self._proc = None
-                raise LauncherError(
-                    f"Alertmanager exited during start-up (exit {code}).{self._tail()}"
-                )
+                raise LauncherError(f"Alertmanager exited (exit {proc.returncode}).{self._tail()}")
             try:
-                with _HTTP.open(f"{self.url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-                    last_error = f"HTTP {response.status}"
+                with _HTTP.open(f"{self.url}/-/ready", timeout=2):
+                    return  # urllib raises HTTPError for anything but 2xx, 503 while loading
             except urllib.error.HTTPError as exc:
                 exc.close()  # its socket, or a ResourceWarning follows
                 last_error = f"HTTP {exc.code}"
@@ -271,8 +243,7 @@ class Alertmanager:
 
     def alerts(self) -> list[dict[str, Any]]:
         """Return what ``GET /api/v2/alerts`` lists (active, silenced and inhibited alerts)."""
-        result: list[dict[str, Any]] = self._request("GET", "/api/v2/alerts")
-        return result
+        return list(self._request("GET", "/api/v2/alerts"))
 
     def post_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
         """Send alerts as Prometheus does, with ``POST /api/v2/alerts``.
@@ -324,6 +295,5 @@ class Alertmanager:
         except OSError:
             return f"\n(no log at {self.log_file})"
         text = "\n".join(lines[-_TAIL_LINES:])
-        taken = "address already in use" in text
-        hint = "\nThe port was taken; pass another port." if taken else ""
+        hint = "\nThe port was taken; pass another." if "address already in use" in text else ""
         return f"\nLast lines of {self.log_file}:\n{text}{hint}"

@@ -66,6 +66,7 @@ async def test_alert_fires_is_listed_and_resolves(
     assert sent["annotations"] == {"summary": "launcher integration test"}
     assert firing.body["receiver"] == "webhook"
     assert firing.body["commonLabels"] == labels
+    assert firing.body["externalURL"] == alertmanager.url
 
     listed = [
         a
