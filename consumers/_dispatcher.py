@@ -5,9 +5,10 @@ with the next gap-free sequence number of that subscription. Pending deliveries 
 written to the dispatch-state topic and acknowledged *before* the alert's offset is committed, so
 a dispatcher killed at any point resumes every delivery, with the same ``webhook-id`` and
 sequence. Each subscription has its own bounded queue and delivery task: a slow or dead endpoint
-delays only itself, and a full queue sends the delivery back to the schedule rather than blocking
-the consumer. Every attempt is appended to the delivery log; a delivery whose attempts run out
-goes to the delivery dead-letter topic; a 410 disables the subscription.
+delays only itself, and a delivery that finds the queue full is parked (it is already durable)
+and taken as the queue drains, never blocking the consumer. Every attempt is appended to the
+delivery log; a delivery whose attempts run out goes to the delivery dead-letter topic; a 410
+disables the subscription.
 
 Run one dispatcher per feed: it reads every partition of the alerts topic (committing to its
 group) and owns the state topic.
@@ -24,7 +25,7 @@ import datetime as dt
 import heapq
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any, Final
 
 import httpx
@@ -62,8 +63,8 @@ from schemas._subscriptions import DeliveryAttempt, DeliveryOutcome, Subscriptio
 
 log = logging.getLogger(__name__)
 
-_QUEUE_FULL_BACKOFF_MS: Final = 1_000
-"""How soon a delivery that found its subscription's queue full is offered again."""
+_UNEXPECTED_BACKOFF_MS: Final = 1_000
+"""How soon a delivery that failed in our own code (not the endpoint's) is tried again."""
 
 
 def _now_ms() -> int:
@@ -122,6 +123,8 @@ class Dispatcher:
         self._queues: dict[str, asyncio.Queue[str]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._held: defaultdict[str, set[str]] = defaultdict(set)
+        self._parked: defaultdict[str, deque[str]] = defaultdict(deque)
+        """Deliveries due while their subscription's queue was full, taken as it drains."""
         self._backfill: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._invalid: list[tuple[int, Any, str]] = []
@@ -358,6 +361,12 @@ class Dispatcher:
         self, sub_id: str, old: SubscriptionRecord | None, new: SubscriptionRecord | None
     ) -> None:
         if new is None:
+            worker = self._workers.pop(sub_id, None)
+            if worker is not None:
+                worker.cancel()
+            self._queues.pop(sub_id, None)
+            self._held.pop(sub_id, None)
+            self._parked.pop(sub_id, None)
             for key in [k for k, p in self.state.pending.items() if p.subscription_id == sub_id]:
                 self._push(0, key)  # the scheduler drops it
             return
@@ -406,10 +415,15 @@ class Dispatcher:
         try:
             queue.put_nowait(item.key)
         except asyncio.QueueFull:
-            self._push(_now_ms() + _QUEUE_FULL_BACKOFF_MS, item.key)
+            # Parked, not awaited: the consumer and the other subscriptions go on. The delivery
+            # itself is already durable in the state topic.
+            self._parked[sub.id].append(item.key)
 
     async def _deliver_loop(self, sub_id: str, queue: asyncio.Queue[str]) -> None:
+        parked = self._parked[sub_id]
         while True:
+            while parked and not queue.full():
+                queue.put_nowait(parked.popleft())
             key = await queue.get()
             item = self.state.pending.get(key)
             sub = self.registry.subscriptions.get(sub_id)
@@ -424,7 +438,7 @@ class Dispatcher:
                 # Never let one delivery end the subscription's task; the state topic still has
                 # the delivery, so it is retried on the schedule.
                 log.exception("delivery %s to %s failed unexpectedly", item.webhook_id, sub_id)
-                self._push(_now_ms() + _QUEUE_FULL_BACKOFF_MS, key)
+                self._push(_now_ms() + _UNEXPECTED_BACKOFF_MS, key)
 
     def _body(self, sub: SubscriptionRecord, item: PendingDelivery) -> bytes:
         if sub.kind == "alertmanager":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["partitions_of", "read_to_end", "start_consumer", "start_producer"]
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -54,10 +55,22 @@ async def start_producer(settings: Settings) -> Any:
     return producer
 
 
-async def partitions_of(consumer: Any, topic: str, bootstrap: str) -> list[int]:
-    """The partitions of ``topic`` as the cluster has them (never assumed from settings)."""
-    cluster = await consumer._client.fetch_all_metadata()
-    parts = cluster.partitions_for_topic(topic)
+async def partitions_of(
+    consumer: Any, topic: str, bootstrap: str, wait_s: float = 5.0
+) -> list[int]:
+    """The partitions of ``topic`` as the cluster has them (never assumed from settings).
+
+    A topic created a moment ago may be missing from a broker's metadata for a few hundred
+    milliseconds, so a missing topic is looked up again for up to ``wait_s`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        cluster = await consumer._client.fetch_all_metadata()
+        parts = cluster.partitions_for_topic(topic)
+        if parts or loop.time() >= deadline:
+            break
+        await asyncio.sleep(0.2)
     if not parts:
         raise ConfigurationError(
             f"topic {topic} does not exist at {bootstrap}: create it with "

@@ -206,20 +206,22 @@ class SubscriptionAdmin:
             EndpointRefusedError: the URL resolves to an address deliveries must not reach.
             pydantic.ValidationError: the URL or the filter is malformed.
         """
-        await check_endpoint(url, allow_private=self._settings.webhook_allow_private)
         now = dt.datetime.now(dt.UTC)
         secret = new_secret() if kind == "webhook" else None
-        record = SubscriptionRecord(
+        record = SubscriptionRecord(  # validates the URL's form before anything is resolved
             id="sub_" + secrets.token_hex(12),
             kind=kind,
             url=url,
             description=description,
             filter=filter or AlertFilter(),
             secret=secret,
-            start_offsets={} if from_beginning else await self._alert_end_offsets(),
             created_at=now,
             updated_at=now,
         )
+        await check_endpoint(url, allow_private=self._settings.webhook_allow_private)
+        if not from_beginning:
+            offsets = await self._alert_end_offsets()
+            record = record.model_copy(update={"start_offsets": offsets})
         await self.put(record)
         return record, secret
 

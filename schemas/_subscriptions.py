@@ -18,6 +18,7 @@ __all__ = [
     "SubscriptionKind",
     "SubscriptionRecord",
     "SubscriptionState",
+    "http_url",
 ]
 
 import datetime as dt
@@ -35,6 +36,16 @@ DeliveryOutcome = Literal["delivered", "retrying", "dead-lettered", "dropped"]
 
 SUBSCRIPTION_ID_PATTERN: Final = r"^sub_[0-9a-f]{24}$"
 _MAX_FILTER_VALUES: Final = 300
+
+
+def http_url(value: str) -> str:
+    """``value`` if it is an http(s) URL with a host and no credentials; else ValueError."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials; the signature authenticates deliveries")
+    return value
 
 
 class AlertFilter(BaseModel):
@@ -99,15 +110,7 @@ class SubscriptionRecord(BaseModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.username or parts.password:
-            raise ValueError("must not carry credentials; the signature authenticates deliveries")
-        return value
+    _url = field_validator("url")(http_url)
 
     def secrets(self, now: dt.datetime) -> list[str]:
         """The secrets to sign a delivery made at ``now`` with: current first."""

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 __all__ = ["WorkerState", "create_app", "run_worker", "use_uvloop", "worker_state"]
 
-import asyncio
 import contextlib
 import logging
-import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from uuid import UUID
 import faust
 from faust import streams as faust_streams
 
+from disruptfeed._loop import use_uvloop
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import ALERTS, DEAD_LETTER, event_types_by_topic
 from streams._alerts import alert_headers, alert_key, encode_alert
@@ -253,22 +252,3 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     # building a debug record per sent message cost ~8% of the worker's time (py-spy).
     worker.spinner = None
     worker.execute_from_commandline()
-
-
-def use_uvloop() -> bool:
-    """Make new event loops uvloop ones, where uvloop is installed; returns whether it is.
-
-    Faust's per-record cost is mostly asyncio's own machinery (tasks, futures, queues): a no-op
-    Faust agent takes records about 20% faster on uvloop, the worker about 8%.
-    """
-    try:
-        import uvloop
-    except ImportError:  # not built for this platform (Windows): asyncio's own loop
-        return False
-
-    with warnings.catch_warnings():
-        # Event loop policies are deprecated from Python 3.14; mode's Worker still gets its loop
-        # through the policy, so this is the way to hand it uvloop.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True

@@ -58,7 +58,7 @@ def main(argv: list[str]) -> None:
     """The no-op agent: read the config file named by ``argv[0]``, receive, write the result."""
     import faust
 
-    from streams.app import use_uvloop
+    from disruptfeed._loop import use_uvloop
 
     use_uvloop()  # as the worker does
     config = json.loads(Path(argv[0]).read_text(encoding="utf-8"))

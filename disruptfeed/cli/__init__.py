@@ -14,6 +14,7 @@ from disruptfeed.cli._admin import broker, schemas_group, topics
 from disruptfeed.cli._demo import demo
 from disruptfeed.cli._events import publish, sample, tail
 from disruptfeed.cli._streams import alerts, counts, worker
+from disruptfeed.cli._subscriptions import dispatcher, subscriptions
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,6 +34,7 @@ def main(verbose: int) -> None:
 
 
 for command in (
-    broker, topics, schemas_group, publish, tail, sample, demo, worker, counts, alerts, bench,
+    broker, topics, schemas_group, publish, tail, sample, demo, worker, counts, alerts,
+    dispatcher, subscriptions, bench,
 ):  # fmt: skip
     main.add_command(command)

@@ -118,7 +118,7 @@ def describe_alert(alert: Alert) -> str:
     return f"{head} {alert.summary}  ({alert.evaluated_at:%Y-%m-%d %H:%MZ})"
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
     "--follow",
@@ -131,7 +131,12 @@ def describe_alert(alert: Alert) -> str:
 )
 @click.pass_context
 def alerts(ctx: click.Context, as_json: bool, follow: bool, history: bool) -> None:
-    """Print the alerts firing now, or follow the alert stream with --follow."""
+    """Print the alerts firing now, or follow the alert stream with --follow.
+
+    'disruptfeed alerts tail' follows the dispatcher's live stream instead, with filters.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     settings = settings_from(ctx)
     if follow:
         _follow(settings, as_json=as_json, history=history)
@@ -151,6 +156,80 @@ def _follow(settings: Settings, *, as_json: bool, history: bool) -> None:
 
     async def go() -> None:
         async for alert in read_alerts(settings, start="earliest" if history else "latest"):
+            click.echo(alert.model_dump_json() if as_json else describe_alert(alert))
+
+    try:
+        run(go())
+    except KeyboardInterrupt:
+        return
+
+
+@alerts.command("tail")
+@click.option("--region", "regions", multiple=True, help="Only this region (repeat for more).")
+@click.option("--rule", "rules", multiple=True, help="Only this rule (repeat for more).")
+@click.option(
+    "--severity",
+    type=click.Choice(["info", "warning", "critical"]),
+    default=None,
+    help="Only alerts at least this severe.",
+)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["firing", "resolved"]),
+    help="Only these.",
+)
+@click.option("--since", default=None, help="Start at this ISO 8601 time instead of now.")
+@click.option(
+    "--url",
+    default=None,
+    help="The dispatcher [default: http://DISRUPTFEED_DISPATCHER_HOST:DISRUPTFEED_DISPATCHER_PORT].",
+)
+@click.option("--token", default=None, help="API token [default: DISRUPTFEED_API_TOKEN].")
+@click.option("--json", "as_json", is_flag=True, help="Print each alert as a JSON line.")
+@click.pass_context
+def tail(
+    ctx: click.Context,
+    regions: tuple[str, ...],
+    rules: tuple[str, ...],
+    severity: str | None,
+    states: tuple[str, ...],
+    since: str | None,
+    url: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Follow alerts live from the dispatcher's stream (the on-call view), reconnecting on drops.
+
+    Colour on a terminal; plain lines when piped. Ctrl-C to stop.
+    """
+    from consumers._stream_client import follow_sse
+
+    settings = settings_from(ctx)
+    base = url or f"http://{settings.dispatcher_host}:{settings.dispatcher_port}"
+    tokens = settings.bearer_tokens(create=False)
+    params: dict[str, str | list[str]] = {}
+    for name, values in (("region", regions), ("rule", rules), ("state", states)):
+        if values:
+            params[name] = list(values)
+    if severity:
+        params["severity"] = severity
+    if since:
+        params["since"] = since
+
+    async def go() -> None:
+        stream = follow_sse(
+            base.rstrip("/") + "/stream/alerts",
+            token=token or (tokens[0] if tokens else None),
+            params=params,
+            reconnect=True,
+        )
+        async for message in stream:
+            if message.event == "error":
+                click.secho(f"stream error: {message.data}", fg="red", err=True)
+                continue
+            alert = Alert.model_validate_json(message.data)
             click.echo(alert.model_dump_json() if as_json else describe_alert(alert))
 
     try:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize(
-    "module", ["schemas", "producers", "consumers", "disruptfeed", "disruptfeed.errors"]
+    "module", ["schemas", "producers", "consumers", "streams", "disruptfeed", "disruptfeed.errors"]
 )
 def test_all_is_explicit_and_importable(module: str) -> None:
     mod = importlib.import_module(module)
