@@ -208,7 +208,7 @@ async def serve(settings: Settings, *, port: int | None = None) -> None:
         await dispatcher.start()
         site = web.TCPSite(runner, settings.dispatcher_host, port or settings.dispatcher_port)
         await site.start()
-        log.warning(
+        log.info(
             "dispatcher serving http://%s:%d",
             settings.dispatcher_host,
             port or settings.dispatcher_port,

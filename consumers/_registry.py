@@ -112,7 +112,14 @@ class SubscriptionRegistry:
         try:
             self._store(key, SubscriptionRecord.model_validate_json(record.value))
         except ValidationError as exc:
-            log.warning("skipping invalid subscription record at offset %d: %s", record.offset, exc)
+            # Field names and reasons only: the input may hold a signing secret.
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                for e in exc.errors(include_url=False, include_input=False)
+            )
+            log.warning(
+                "skipping invalid subscription record at offset %d: %s", record.offset, problems
+            )
 
     def _store(self, key: str, new: SubscriptionRecord | None) -> None:
         old = self.subscriptions.get(key)

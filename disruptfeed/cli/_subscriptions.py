@@ -39,6 +39,8 @@ def dispatcher(ctx: click.Context, port: int | None) -> None:
 
     settings = settings_from(ctx)
     use_uvloop()
+    where = f"http://{settings.dispatcher_host}:{port or settings.dispatcher_port}"
+    click.echo(f"dispatcher: alerts from {settings.topic('alerts')}, API on {where}", err=True)
     try:
         run(serve(settings, port=port))
     except KeyboardInterrupt:

@@ -67,7 +67,7 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
@@ -113,8 +113,9 @@ async def wait_until(condition: Callable[[], bool], what: str, timeout: float = 
 
 
 @contextlib.asynccontextmanager
-async def receiver(behaviour: Behaviour = ok) -> AsyncIterator[Receiver]:
-    r = await Receiver(behaviour).start()
+async def receiver(behaviour: Behaviour = ok, port: int = 0) -> AsyncIterator[Receiver]:
+    """A started :class:`Receiver` on ``port`` (0: a free one)."""
+    r = await Receiver(behaviour, port=port).start()
     try:
         yield r
     finally:

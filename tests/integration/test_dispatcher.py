@@ -326,3 +326,28 @@ async def test_private_endpoints_are_refused_again_at_delivery(
     assert r.requests == []
     assert log[0].error is not None
     assert log[0].error.startswith("refused:")
+
+
+async def test_an_endpoint_down_for_a_while_gets_everything_when_it_is_back(
+    make_settings: SettingsFactory,
+) -> None:
+    from disruptfeed.broker import free_port
+
+    settings = await make_settings(**{**FAST, "webhook_retry_schedule": "0,0.3,0.3,0.3,0.3,0.3"})
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    alerts = [make_alert(n=i) for i in range(3)]
+    async with running_dispatcher(settings) as d:
+        assert d.admin is not None
+        sub, _ = await d.admin.create(url)
+        await publish_alerts(settings, alerts)
+        # Nothing listens yet: every delivery is refused and retried.
+        await wait_until(lambda: d.stats.failed_attempts >= 3, "refused attempts")
+        async with receiver(port=port) as r:
+            await r.wait_for(lambda: len(r.requests) == 3, "the backlog after the endpoint is up")
+        log = await d.admin.deliveries(sub.id)
+    assert sorted(r.alert_ids()) == sorted(str(a.alert_id) for a in alerts)
+    refused = [a for a in log if a.outcome == "retrying"]
+    assert refused
+    assert all(a.status_code is None and a.error for a in refused)  # connection errors, named
+    assert [a.outcome for a in log].count("delivered") == 3
