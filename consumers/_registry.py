@@ -275,6 +275,10 @@ class SubscriptionAdmin:
     async def deliveries(self, sub_id: str, limit: int = 20) -> list[DeliveryAttempt]:
         """The last ``limit`` delivery attempts of a subscription, oldest first."""
         self.get(sub_id)
+        if self._producer is not None:
+            # A dispatcher's admin shares its producer, which does not wait for log entries:
+            # what it has written so far is in the answer.
+            await self._producer.flush()
         found: list[DeliveryAttempt] = []
         consumer = await start_consumer(self._settings)
         try:

@@ -6,11 +6,16 @@ resolves between bursts. A ``firing`` alert lists the event that made it fire la
 ``sample_event_ids``, so each alert maps to one published event: the latency is from the moment
 that event was handed to :meth:`FeedProducer.publish_many` to the moment the alert was read
 from the alerts topic, both on this process's monotonic clock.
+
+With ``webhook_port``, the same stream is also timed to a webhook receiver served here, to
+which a ``disruptfeed dispatcher`` (another process) delivers the alerts: publish-to-webhook is
+publish-to-alert plus the dispatcher's read, its durable bookkeeping and the signed HTTP POST,
+measured on the same events in the same run.
 """
 
 from __future__ import annotations
 
-__all__ = ["alert_rules", "publish_to_alert"]
+__all__ = ["alert_rules", "publish_to_alert", "webhook_path"]
 
 import asyncio
 import contextlib
@@ -29,6 +34,9 @@ from schemas import AccountDisrupted
 
 _TICK_S = 0.005
 _HIGHEST_US = 3_600 * 1_000_000  # an hour: anything slower is a failure, not a latency
+
+webhook_path = "/bench-webhook"
+"""The receiver's path (its URL is ``http://127.0.0.1:<webhook_port><webhook_path>``)."""
 
 
 def alert_rules(burst: int) -> str:
@@ -54,17 +62,21 @@ async def publish_to_alert(
     rate: float,
     warmup_s: float,
     drain_s: float,
+    webhook_port: int | None = None,
 ) -> dict[str, Any]:
     """Publish ``events`` at ``rate`` per second and time each alert they cause.
 
-    The worker must already be healthy and consuming. Alerts caused by events published in
-    the first ``warmup_s`` seconds are received but not measured.
+    The worker (and the dispatcher, with ``webhook_port``) must already be healthy and
+    consuming. Alerts caused by events published in the first ``warmup_s`` seconds are received
+    but not measured.
 
     Returns:
-        ``p50_ms``, ``p99_ms`` and counts (alerts expected, measured, warm-up), mean, max.
+        ``p50_ms``, ``p99_ms`` and counts (alerts expected, measured, warm-up), mean, max; with
+        ``webhook_port``, the same figures for the webhooks under ``"webhook"``.
 
     Raises:
-        BenchError: not every expected alert arrived within ``drain_s`` after the last publish.
+        BenchError: not every expected alert (or webhook) arrived within ``drain_s`` after the
+            last publish.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -72,6 +84,11 @@ async def publish_to_alert(
         expected = len(events) // burst
         published: dict[str, float] = {}
         arrivals: list[tuple[float, float]] = []  # (published at, received at)
+        hooks: list[tuple[float, float]] = []
+        server: Any = None
+        all_hooks: asyncio.Event | None = None
+        if webhook_port is not None:
+            server, all_hooks = await _serve_webhooks(webhook_port, published, hooks, expected)
         consumer = AIOKafkaConsumer(
             **settings.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
         )
@@ -85,24 +102,68 @@ async def publish_to_alert(
             started, seconds = await _publish(settings, events, rate, published)
             try:
                 await asyncio.wait_for(receiver, timeout=drain_s)
+                if all_hooks is not None:
+                    await asyncio.wait_for(all_hooks.wait(), timeout=drain_s)
             except TimeoutError:
                 raise BenchError(
-                    f"{len(arrivals)} of {expected} alerts arrived within {drain_s:g} s "
-                    "of the last publish"
+                    f"{len(arrivals)} of {expected} alerts (and {len(hooks)} webhooks) arrived "
+                    f"within {drain_s:g} s of the last publish"
                 ) from None
         finally:
             if receiver is not None:
                 receiver.cancel()
                 await asyncio.gather(receiver, return_exceptions=True)
             await consumer.stop()
-        figures = _percentiles([got - at for at, got in arrivals if at >= started + warmup_s])
+            if server is not None:
+                await server.cleanup()
+        figures = _summary(arrivals, started + warmup_s)
+        if server is not None:
+            if len(hooks) != expected:
+                raise BenchError(f"{len(hooks)} webhooks arrived for {expected} alerts")
+            figures["webhook"] = _summary(hooks, started + warmup_s)
         return {
             **figures,
             "alerts_expected": expected,
-            "alerts_in_warmup": len(arrivals) - figures["alerts_measured"],
             "events": len(events),
             "achieved_rate": round(len(events) / seconds, 1),
         }
+
+
+def _summary(arrivals: list[tuple[float, float]], measured_from: float) -> dict[str, Any]:
+    figures = _percentiles([got - at for at, got in arrivals if at >= measured_from])
+    return {**figures, "alerts_in_warmup": len(arrivals) - figures["alerts_measured"]}
+
+
+async def _serve_webhooks(
+    port: int, published: dict[str, float], hooks: list[tuple[float, float]], expected: int
+) -> tuple[Any, asyncio.Event]:
+    """A webhook receiver on 127.0.0.1:``port`` noting when each firing alert's POST came.
+
+    Returns the aiohttp runner (``cleanup()`` stops it) and an event set once ``expected``
+    firing alerts came.
+    """
+    done = asyncio.Event()
+    from aiohttp import web
+
+    async def receive(request: web.Request) -> web.Response:
+        received = time.perf_counter()
+        body = orjson.loads(await request.read())
+        alert = body["data"]
+        if alert["status"] == "firing":
+            trigger = published.get(alert["sample_event_ids"][-1])
+            if trigger is None:
+                raise BenchError(f"a webhook names an event never published: {alert}")
+            hooks.append((trigger, received))
+            if len(hooks) >= expected:
+                done.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post(webhook_path, receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, done
 
 
 @contextlib.contextmanager

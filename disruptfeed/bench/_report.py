@@ -51,6 +51,8 @@ CASES: Final[tuple[CaseSpec, ...]] = (
     CaseSpec("feed-processor", "events/s", "consumer"),
     CaseSpec("publish-to-alert-p50", "ms", "other"),
     CaseSpec("publish-to-alert-p99", "ms", "other"),
+    CaseSpec("publish-to-webhook-p50", "ms", "other"),
+    CaseSpec("publish-to-webhook-p99", "ms", "other"),
     CaseSpec("feed-replay-verify", "events/s", "consumer"),
     CaseSpec("worker-peak-rss", "MB", "other"),
 )

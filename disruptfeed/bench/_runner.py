@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = ["FULL", "QUICK", "Bench", "Plan"]
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import shutil
@@ -34,12 +35,13 @@ from disruptfeed.bench._events import (
     week_events,
 )
 from disruptfeed.bench._floor import floor_rate
-from disruptfeed.bench._latency import alert_rules, publish_to_alert
+from disruptfeed.bench._latency import alert_rules, publish_to_alert, webhook_path
 from disruptfeed.bench._processor import processor_rate
 from disruptfeed.bench._quix import quix_rate
 from disruptfeed.bench._report import CASES, CaseResult
 from disruptfeed.bench._topics import create_topics, delete_topics, first_group
-from disruptfeed.bench._worker import BenchWorker, drain_rate
+from disruptfeed.bench._worker import BenchDispatcher, BenchWorker, drain_rate
+from disruptfeed.broker import free_port
 from disruptfeed.errors import BrokerError
 from disruptfeed.settings import Settings
 from schemas import AccountDisrupted, EventBase
@@ -48,6 +50,9 @@ log = logging.getLogger(__name__)
 
 REPLAY_SKIPPED = "replay command not built yet"
 _LATENCY = ("publish-to-alert-p50", "publish-to-alert-p99")
+_WEBHOOK = ("publish-to-webhook-p50", "publish-to-webhook-p99")
+_TIMED_TOGETHER = (_LATENCY[1], *_WEBHOOK)
+"""Measured with publish-to-alert-p50, on the same stream: never run on their own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,8 @@ class Bench:
         self.lib = lib
         self.say = say
         self.run_id = uuid.uuid4().hex[:8]
+        self.webhooks = True
+        """Whether publish-to-alert also times a dispatcher's webhooks (set by :meth:`run`)."""
 
     # --- workloads (built once, shared by every case) ------------------------------------------
     @cached_property
@@ -187,15 +194,18 @@ class Bench:
         self, only: set[str] | None = None, tick: Callable[[], object] | None = None
     ) -> list[CaseResult]:
         """Run every case (or those in ``only``) ``plan.runs`` times; never raises for one case."""
+        if only and only & set(_TIMED_TOGETHER):
+            only = only | {_LATENCY[0]}  # the one stream that measures them all
         results = {spec.name: CaseResult(spec) for spec in CASES if not only or spec.name in only}
+        self.webhooks = any(name in results for name in _WEBHOOK)
         if "feed-replay-verify" in results:
             results["feed-replay-verify"].skipped = REPLAY_SKIPPED
         self.say("warming the broker up (first producer id, first consumer group) ...")
         self.warm_up()
         for run in range(1, self.plan.runs + 1):
             for name, result in results.items():
-                if result.skipped or result.error or name == _LATENCY[1]:
-                    continue  # p99 is measured with p50
+                if result.skipped or result.error or name in _TIMED_TOGETHER:
+                    continue  # measured with publish-to-alert-p50
                 self.say(f"run {run}/{self.plan.runs}: {name}")
                 try:
                     self._one(name, run, results)
@@ -203,8 +213,10 @@ class Bench:
                     self.say(f"{name} failed: {exc}")
                     log.debug("%s failed", name, exc_info=True)
                     result.error = str(exc).splitlines()[0][:300] if str(exc) else repr(exc)
-                    if name == _LATENCY[0] and _LATENCY[1] in results:
-                        results[_LATENCY[1]].error = result.error
+                    if name == _LATENCY[0]:
+                        for other in _TIMED_TOGETHER:
+                            if other in results:
+                                results[other].error = result.error
                 if tick is not None:
                     tick()
         return list(results.values())
@@ -245,10 +257,16 @@ class Bench:
             asyncio.run(delete_topics(settings, prefix))
             shutil.rmtree(scratch, ignore_errors=True)
         if name == _LATENCY[0]:
-            for case, key in zip(_LATENCY, ("p50_ms", "p99_ms"), strict=True):
-                if case in results:
-                    results[case].values.append(float(detail[key]))
-                    results[case].detail.setdefault("runs", []).append(detail)
+            webhook = detail.get("webhook", {})
+            for case, figures, key in (
+                (_LATENCY[0], detail, "p50_ms"),
+                (_LATENCY[1], detail, "p99_ms"),
+                (_WEBHOOK[0], webhook, "p50_ms"),
+                (_WEBHOOK[1], webhook, "p99_ms"),
+            ):
+                if case in results and key in figures:
+                    results[case].values.append(float(figures[key]))
+                    results[case].detail.setdefault("runs", []).append(figures)
         else:
             results[name].values.append(value)
             results[name].detail.setdefault("runs", []).append(detail)
@@ -319,10 +337,19 @@ class Bench:
         return rate, {"events": len(backlog), "regions": regions, "peak_rss_mb": peak, **detail}
 
     def _latency(self, s: Settings, scratch: Path) -> tuple[float, dict[str, Any]]:
+        """publish-to-alert; with a publish-to-webhook case asked for, also to a webhook."""
         plan = self.plan
         rules = scratch / "rules.toml"
         rules.write_text(alert_rules(plan.burst), encoding="utf-8")
-        with BenchWorker(s, scratch / "worker", rules) as worker:
+        port = free_port() if self.webhooks else None
+        with contextlib.ExitStack() as services:
+            worker = services.enter_context(BenchWorker(s, scratch / "worker", rules))
+            if port is not None:
+                dispatcher = BenchDispatcher(s, scratch / "dispatcher")
+                # Before the dispatcher starts, so its first read of the registry has it.
+                asyncio.run(_subscribe(dispatcher.settings, port))
+                services.enter_context(dispatcher)
+                dispatcher.wait_for(lambda h: h["subscriptions"] >= 1, "the subscription", 120.0)
             worker.wait_healthy()
             figures = asyncio.run(
                 publish_to_alert(
@@ -332,9 +359,20 @@ class Bench:
                     rate=plan.alert_rate,
                     warmup_s=plan.warmup_s,
                     drain_s=max(60.0, plan.alert_seconds * 2),
+                    webhook_port=port,
                 )
             )
         return float(figures["p50_ms"]), figures
+
+
+async def _subscribe(settings: Settings, port: int) -> None:
+    """A webhook subscription, for every alert, to the bench's receiver on ``port``."""
+    from consumers._registry import SubscriptionAdmin
+
+    async with SubscriptionAdmin(settings) as admin:
+        await admin.create(
+            f"http://127.0.0.1:{port}{webhook_path}", description="disruptfeed bench receiver"
+        )
 
 
 def _accounts(records: list[Record]) -> int:

@@ -1,13 +1,13 @@
-"""The stream worker as the benchmark runs it: ``python -m disruptfeed worker`` in a subprocess.
+"""The services as the benchmark runs them: ``python -m disruptfeed worker|dispatcher``.
 
-The child gets its whole configuration from ``DISRUPTFEED_*`` variables derived from one
-:class:`Settings` object (the bench broker, a unique topic prefix, a free port for the query
-API, its own state directory), and is judged only through its query API and ``/proc``.
+Each child gets its whole configuration from ``DISRUPTFEED_*`` variables derived from one
+:class:`Settings` object (the bench broker, a unique topic prefix, a free port for its HTTP
+API, its own state directory), and is judged only through its ``/health`` and ``/proc``.
 """
 
 from __future__ import annotations
 
-__all__ = ["POLL_S", "BenchWorker", "drain_rate"]
+__all__ = ["POLL_S", "BenchDispatcher", "BenchWorker", "drain_rate"]
 
 import json
 import os
@@ -60,21 +60,29 @@ class BenchWorker:
         rules: Alert rules file; None: the rules shipped with the project.
     """
 
+    name = "worker"
+    args: tuple[str, ...] = ("worker", "--loglevel", "warning")
+
     def __init__(self, settings: Settings, state_dir: Path, rules: Path | None = None) -> None:
         self.state_dir = state_dir
         self.settings = settings.model_copy(
             update={"worker_port": free_port(), "data_dir": state_dir, "rules_file": rules}
         )
-        self.log_path = state_dir / "worker.log"
+        self.log_path = state_dir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def health_url(self) -> str:
+        """Where the child's /health is served."""
+        return f"http://{self.settings.worker_host}:{self.settings.worker_port}/health"
+
     def start(self) -> None:
-        """Launch the worker (returns at once; see :meth:`wait_healthy`)."""
+        """Launch the child (returns at once; see :meth:`wait_healthy`)."""
         # The worker creates <data_dir>/worker but not its parents.
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "disruptfeed", "worker", "--loglevel", "warning"],
+                [sys.executable, "-m", "disruptfeed", *self.args],
                 env=_child_env(self.settings),
                 cwd=self.state_dir,  # no stray .env file of the caller's directory
                 stdin=subprocess.DEVNULL,
@@ -90,10 +98,10 @@ class BenchWorker:
         return self.proc.pid
 
     def health(self) -> dict[str, Any] | None:
-        """The /health document while the worker is healthy; None before (or if it fails)."""
-        url = f"http://{self.settings.worker_host}:{self.settings.worker_port}/health"
+        """The /health document while the child is healthy; None before (or if it fails)."""
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            # An http URL built from our own settings, never a caller's.
+            with urllib.request.urlopen(self.health_url, timeout=5) as response:  # noqa: S310
                 data: dict[str, Any] = json.load(response)
         except urllib.error.HTTPError as exc:
             exc.close()  # 503 while recovering
@@ -114,7 +122,9 @@ class BenchWorker:
         while True:
             if self.proc is None or self.proc.poll() is not None:
                 code = None if self.proc is None else self.proc.returncode
-                raise BenchError(f"the worker exited ({code}) waiting for {what}:\n{self.tail()}")
+                raise BenchError(
+                    f"the {self.name} exited ({code}) waiting for {what}:\n{self.tail()}"
+                )
             health = self.health()
             now = time.perf_counter()
             if health is not None and condition(health):
@@ -126,8 +136,8 @@ class BenchWorker:
             time.sleep(POLL_S)
 
     def wait_healthy(self) -> dict[str, Any]:
-        """Wait until the worker has joined its group and rebuilt its state."""
-        return self.wait_for(lambda _h: True, "worker health", _START_TIMEOUT_S)[1]
+        """Wait until the child reports healthy (a worker: joined its group, state rebuilt)."""
+        return self.wait_for(lambda _h: True, f"{self.name} health", _START_TIMEOUT_S)[1]
 
     def peak_rss_mb(self) -> float:
         """The worker's peak resident set size so far (VmHWM), in MiB."""
@@ -138,7 +148,7 @@ class BenchWorker:
         raise BenchError("no VmHWM line in /proc/<pid>/status (Linux only)")
 
     def tail(self, lines: int = 25) -> str:
-        """The last lines of the worker's log."""
+        """The last lines of the child's log."""
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -168,6 +178,24 @@ class BenchWorker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class BenchDispatcher(BenchWorker):
+    """One ``disruptfeed dispatcher`` process, allowed to deliver to loopback receivers."""
+
+    name = "dispatcher"
+    args = ("dispatcher",)
+
+    def __init__(self, settings: Settings, state_dir: Path) -> None:
+        super().__init__(settings, state_dir)
+        self.settings = self.settings.model_copy(
+            update={"dispatcher_port": free_port(), "webhook_allow_private": True}
+        )
+
+    @property
+    def health_url(self) -> str:
+        """The dispatcher API's open /health."""
+        return f"http://{self.settings.dispatcher_host}:{self.settings.dispatcher_port}/health"
 
 
 def drain_rate(worker: BenchWorker, total: int, timeout: float) -> tuple[float, dict[str, Any]]:

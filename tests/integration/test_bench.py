@@ -32,6 +32,8 @@ CASES = {
     "feed-processor": "events/s",
     "publish-to-alert-p50": "ms",
     "publish-to-alert-p99": "ms",
+    "publish-to-webhook-p50": "ms",
+    "publish-to-webhook-p99": "ms",
     "feed-replay-verify": "events/s",
     "worker-peak-rss": "MB",
 }
@@ -44,6 +46,12 @@ CONSUMERS = [
     "quix-pipeline",
     "faust-floor",
     "feed-processor",
+]
+LATENCIES = [
+    "publish-to-alert-p50",
+    "publish-to-alert-p99",
+    "publish-to-webhook-p50",
+    "publish-to-webhook-p99",
 ]
 SKIPPED = {"feed-replay-verify": "replay command not built yet"}
 # The whole quick run is under three minutes on two cores; this is a deadline, not a wait.
@@ -109,7 +117,7 @@ def test_ratios_are_the_medians_divided_by_the_peers(bench: BenchRun) -> None:
 
     check(PRODUCERS, "aiokafka-producer", "kafka-producer")
     check(CONSUMERS, "aiokafka-consumer", "kafka-consumer")
-    for name in ("publish-to-alert-p50", "publish-to-alert-p99", "worker-peak-rss"):
+    for name in (*LATENCIES, "worker-peak-rss"):
         assert "ratio_to_aiokafka" not in bench.cases[name]
         assert "ratio_to_kafka" not in bench.cases[name]
 
@@ -132,11 +140,23 @@ def test_worst_ratio_is_the_lowest_against_another_case(bench: BenchRun) -> None
 
 
 @pytest.mark.timeout(BENCH_DEADLINE_S + 60)
-def test_p99_is_not_below_p50(bench: BenchRun) -> None:
-    p50 = bench.cases["publish-to-alert-p50"]["values"]
-    p99 = bench.cases["publish-to-alert-p99"]["values"]
+@pytest.mark.parametrize("case", ["publish-to-alert", "publish-to-webhook"])
+def test_p99_is_not_below_p50(bench: BenchRun, case: str) -> None:
+    p50 = bench.cases[f"{case}-p50"]["values"]
+    p99 = bench.cases[f"{case}-p99"]["values"]
     assert len(p50) == len(p99)
     assert all(high >= low for low, high in zip(p50, p99, strict=True))
+
+
+@pytest.mark.timeout(BENCH_DEADLINE_S + 60)
+def test_every_alert_of_the_stream_came_as_a_webhook_too(bench: BenchRun) -> None:
+    # The same stream is timed to the topic and, through a dispatcher, to a webhook receiver.
+    alerts = bench.cases["publish-to-alert-p50"]["detail"]["runs"]
+    hooks = bench.cases["publish-to-webhook-p50"]["detail"]["runs"]
+    assert len(alerts) == len(hooks) >= 1
+    for alert, hook in zip(alerts, hooks, strict=True):
+        assert hook["alerts_measured"] + hook["alerts_in_warmup"] == alert["alerts_expected"]
+        assert alert["alerts_measured"] + alert["alerts_in_warmup"] == alert["alerts_expected"]
 
 
 @pytest.mark.timeout(BENCH_DEADLINE_S + 60)
