@@ -94,6 +94,10 @@ class Subscription:
         dedupe_window: how many recent event ids to remember for skipping duplicates (0: off).
         on_invalid: called with each undecodable record; by default it is logged.
         commit_interval: seconds between offset commits while events flow.
+        since: replay: only events whose ``occurred_at`` is at or after this time (reading
+            starts at it less the publishers' allowed clock skew).
+        until: replay: only events before this time, and stop at the end offsets seen at start
+            (implies ``stop_at_end``; needs no group).
     """
 
     def __init__(
@@ -107,12 +111,28 @@ class Subscription:
         dedupe_window: int = 100_000,
         on_invalid: InvalidHandler = _log_invalid,
         commit_interval: float = 1.0,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
     ) -> None:
+        for name, when in (("since", since), ("until", until)):
+            if when is not None and when.tzinfo is None:
+                raise ValueError(f"{name} must be timezone-aware, e.g. 2026-01-01T00:00:00+00:00")
+        if since is not None and until is not None and until <= since:
+            raise ValueError("until must be after since")
+        settings = settings or get_settings()
+        if since is not None:
+            start = since - dt.timedelta(seconds=settings.max_future_skew_seconds)
+        elif until is not None:
+            start = "earliest"
+        if until is not None:
+            stop_at_end = True
         if isinstance(start, dt.datetime) and start.tzinfo is None:
             raise ValueError("start time must be timezone-aware, e.g. 2026-01-01T00:00:00+00:00")
         if stop_at_end and group_id is not None:
             raise ValueError("stop_at_end reads whole partitions and needs group_id=None")
-        self._settings = settings or get_settings()
+        self._settings = settings
+        self._since = since
+        self._until = until
         self._topics = _resolve_topics(self._settings, topics)
         self._group_id = group_id
         self._start = start
@@ -262,6 +282,10 @@ class Subscription:
             self.skipped_invalid += 1
             self._on_invalid(InvalidRecord(record.topic, record.partition, record.offset, exc))
             return None
+        if (self._since is not None and event.occurred_at < self._since) or (
+            self._until is not None and event.occurred_at >= self._until
+        ):
+            return None
         if self._dedupe_window:
             if event.event_id in self._seen:
                 self.skipped_duplicates += 1
@@ -335,15 +359,24 @@ async def subscribe(
     group_id: str | None = None,
     start: Start = "latest",
     stop_at_end: bool = False,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
 ) -> AsyncIterator[Event]:
     """Validated events as an async iterator; the short form of :class:`Subscription`.
 
-    Example: ``async for event in subscribe(AccountDisrupted, group_id="x"): ...``
+    Example: ``async for event in subscribe(AccountDisrupted, group_id="x"): ...``; with
+    ``since`` and ``until`` it replays that range of event time and then ends.
 
     See :class:`Subscription` for the arguments and the delivery guarantee.
     """
     async with Subscription(
-        topics, settings=settings, group_id=group_id, start=start, stop_at_end=stop_at_end
+        topics,
+        settings=settings,
+        group_id=group_id,
+        start=start,
+        stop_at_end=stop_at_end,
+        since=since,
+        until=until,
     ) as subscription:
         async for received in subscription:
             yield received.event

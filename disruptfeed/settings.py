@@ -98,6 +98,15 @@ class Settings(BaseSettings):
         "a crashed worker's replacement waits this long.",
     )
 
+    # --- Event time --------------------------------------------------------------------------
+    max_future_skew_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="How far ahead of the publish time an event's occurred_at may be; replays "
+        "start this much before their range, since a record is published after its event.",
+    )
+
     # --- HTTP API (worker query API, dispatcher) -----------------------------------------------
     api_token: SecretStr | None = Field(
         default=None,

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["EXIT_BROKER", "EXIT_CONFIG", "EXIT_REJECTED", "fail", "run", "settings_from"]
+__all__ = [
+    "EXIT_BROKER",
+    "EXIT_CONFIG",
+    "EXIT_REJECTED",
+    "EXIT_USAGE",
+    "fail",
+    "run",
+    "settings_from",
+]
 
 import asyncio
 import sys
@@ -18,6 +26,8 @@ T = TypeVar("T")
 
 EXIT_REJECTED = 1
 """Some input was rejected; the rest was processed."""
+EXIT_USAGE = 2
+"""The command line itself is wrong (a filter, a time range, a file); nothing was done."""
 EXIT_BROKER = 3
 """The broker could not be reached or refused; retrying later may work."""
 EXIT_CONFIG = 4
