@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from disruptfeed._aiokafka import start_consumer_client
 from disruptfeed.errors import BrokerNotRunningError
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS
@@ -36,7 +37,7 @@ async def read_alerts(
 
     consumer = AIOKafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
     try:
-        await consumer.start()
+        await start_consumer_client(consumer)
     except KafkaConnectionError as exc:
         await consumer.stop()
         raise BrokerNotRunningError.at(settings.bootstrap) from exc

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from disruptfeed._aiokafka import start_consumer_client
 from disruptfeed.errors import BrokerNotRunningError, ConfigurationError
 from disruptfeed.settings import Settings
 
@@ -28,7 +29,7 @@ async def start_consumer(settings: Settings, **kwargs: Any) -> Any:
         **kwargs,
     )
     try:
-        await consumer.start()
+        await start_consumer_client(consumer)
     except KafkaConnectionError as exc:
         await consumer.stop()
         raise BrokerNotRunningError.at(settings.bootstrap) from exc

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 from uuid import UUID
 
+from disruptfeed._aiokafka import start_consumer_client
 from disruptfeed.errors import BrokerNotRunningError, ConfigurationError, InvalidEventError
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import EVENT_TOPICS
@@ -167,7 +168,7 @@ class Subscription:
             isolation_level="read_committed",
         )
         try:
-            await consumer.start()
+            await start_consumer_client(consumer)
         except KafkaConnectionError as exc:
             await consumer.stop()
             raise BrokerNotRunningError.at(self._settings.bootstrap) from exc

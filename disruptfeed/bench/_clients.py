@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from disruptfeed._aiokafka import start_consumer_client
 from disruptfeed.bench._errors import BenchError
 from disruptfeed.bench._events import Record
 from disruptfeed.errors import BrokerError
@@ -259,7 +260,7 @@ async def aiokafka_consume(settings: Settings, count: int, deadline_s: float = 3
     consumer = AIOKafkaConsumer(
         **settings.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
     )
-    await consumer.start()
+    await start_consumer_client(consumer)
     try:
         topic = settings.topic(ACCOUNT_TOPIC)
         parts = [TopicPartition(topic, p) for p in range(settings.partitions)]

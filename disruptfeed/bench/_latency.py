@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from disruptfeed._aiokafka import start_consumer_client
 from disruptfeed.bench._errors import BenchError
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS
@@ -92,7 +93,7 @@ async def publish_to_alert(
         consumer = AIOKafkaConsumer(
             **settings.client_kwargs(), enable_auto_commit=False, auto_offset_reset="earliest"
         )
-        await consumer.start()
+        await start_consumer_client(consumer)
         receiver: asyncio.Task[None] | None = None
         try:
             parts = [TopicPartition(settings.topic(ALERTS), p) for p in range(settings.partitions)]

@@ -9,6 +9,7 @@ import logging
 import time
 from typing import Any
 
+from disruptfeed._aiokafka import start_consumer_client
 from disruptfeed.bench._errors import BenchError
 from disruptfeed.settings import Settings
 from disruptfeed.topics import TopicSpec, topic_specs
@@ -35,7 +36,7 @@ async def first_group(settings: Settings, events: list[EventBase]) -> None:
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    await consumer.start()
+    await start_consumer_client(consumer)
     try:
         # Records come only after the group is joined, which creates the offsets topic.
         if not await consumer.getmany(timeout_ms=60_000):
@@ -69,7 +70,7 @@ async def create_topics(settings: Settings) -> None:
     finally:
         await admin.close()
     consumer = AIOKafkaConsumer(**settings.client_kwargs(), enable_auto_commit=False)
-    await consumer.start()
+    await start_consumer_client(consumer)
     try:
         # Then each leader must serve: ListOffsets goes to it, and aiokafka retries until so.
         await consumer.end_offsets(

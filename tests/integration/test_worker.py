@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumers import read_alerts
+from disruptfeed._aiokafka import start_consumer_client
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS, DEAD_LETTER
 from producers import FeedProducer
@@ -45,7 +46,7 @@ async def _read_raw(
 ) -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
     """Every record on a topic now: (key, value, headers)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    await start_consumer_client(consumer)
     try:
         from aiokafka import TopicPartition
 
