@@ -107,6 +107,38 @@ class Settings(BaseSettings):
         "start this much before their range, since a record is published after its event.",
     )
 
+    # --- Audit: signed checkpoints -------------------------------------------------------------
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 PEM private key that signs checkpoints; unset: "
+        "<data_dir>/audit-key.pem, generated on first checkpoint.",
+    )
+    audit_trusted_keys: str = Field(
+        default="",
+        description="Comma-separated PEM public key files whose checkpoints and events a "
+        "verifier accepts (besides the local keys); keep rotated-out keys here. 'FILE@TIME' "
+        "retires a key: what it signed after TIME (RFC 3339) is reported.",
+    )
+    publisher_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 PEM private key this publisher signs its events with; unset: "
+        "<data_dir>/publisher-key.pem, generated on first publish.",
+    )
+    sign_events: bool = Field(
+        default=True,
+        description="Sign every published event (ce_keyid and ce_signature headers).",
+    )
+    checkpoint_dir: Path | None = Field(
+        default=None,
+        description="Where checkpoints are also written; unset: <data_dir>/checkpoints.",
+    )
+    checkpoint_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="Seconds between checkpoints of 'audit checkpoint --follow'.",
+    )
+
     # --- HTTP API (worker query API, dispatcher) -----------------------------------------------
     api_token: SecretStr | None = Field(
         default=None,
@@ -180,6 +212,26 @@ class Settings(BaseSettings):
     def retry_delays(self) -> tuple[float, ...]:
         """The webhook retry schedule in seconds: one delay per attempt."""
         return tuple(float(part) for part in self.webhook_retry_schedule.split(","))
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The checkpoint signing key's file."""
+        return self.audit_key_file or self.data_dir / "audit-key.pem"
+
+    @property
+    def publisher_key_path(self) -> Path:
+        """The event signing key's file."""
+        return self.publisher_key_file or self.data_dir / "publisher-key.pem"
+
+    @property
+    def audit_trusted_key_files(self) -> tuple[str, ...]:
+        """The trusted public key entries, as listed (``FILE`` or ``FILE@RETIRED_AT``)."""
+        return tuple(p.strip() for p in self.audit_trusted_keys.split(",") if p.strip())
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The directory checkpoint files go to."""
+        return self.checkpoint_dir or self.data_dir / "checkpoints"
 
     @property
     def api_token_file(self) -> Path:

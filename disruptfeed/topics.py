@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ALERTS",
+    "CHECKPOINTS",
     "DEAD_LETTER",
     "DELIVERIES",
     "DELIVERY_DEAD_LETTER",
@@ -29,6 +30,7 @@ from disruptfeed.settings import Settings
 from schemas import EVENT_TYPES, EventBase
 
 DEAD_LETTER: Final = "dead-letter"
+CHECKPOINTS: Final = "checkpoints"
 ALERTS: Final = "alerts"
 SUBSCRIPTIONS: Final = "subscriptions"
 DISPATCH_STATE: Final = "dispatch-state"
@@ -90,6 +92,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         "delete.retention.ms": str(24 * 3600 * 1000),
     }
     specs.append(TopicSpec(settings.topic(SUBSCRIPTIONS), 1, rf, compacted))
+    # Signed checkpoints form a chain: one partition keeps their order, and they are kept forever.
+    specs.append(TopicSpec(settings.topic(CHECKPOINTS), 1, rf, {**common, **_KEEP_FOREVER}))
     specs.append(TopicSpec(settings.topic(DISPATCH_STATE), 1, rf, compacted))
     # Every delivery attempt, keyed by subscription: 30 days is enough to debug an endpoint.
     specs.append(

@@ -266,6 +266,7 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
     # Imported here: disruptfeed.topics imports the schemas package, which imports this module.
     from disruptfeed.topics import (
         ALERTS,
+        CHECKPOINTS,
         DEAD_LETTER,
         DELIVERIES,
         DELIVERY_DEAD_LETTER,
@@ -421,6 +422,28 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         },
         "The dispatcher's durable state (compacted); not an interface.",
         ("The dispatcher writes its state", "The dispatcher reloads its state"),
+    )
+
+    add_channel(
+        "checkpoints",
+        CHECKPOINTS,
+        {
+            "name": "checkpoint",
+            "title": "Signed checkpoint",
+            "summary": "A Merkle root (RFC 6962) over every stored event so far, Ed25519-signed.",
+            "contentType": CONTENT_TYPE,
+            "payload": _text(
+                "version, seq, created_at, tree_size, root, peaks, ends (per-partition end "
+                "offsets), ranges (what each partition added), previous (SHA-256 of the "
+                "previous checkpoint), key_id and signature; see 'disruptfeed audit verify'.",
+                type="object",
+            ),
+            "bindings": _key_binding(
+                "Always 'checkpoint' (one partition keeps the chain in order)."
+            ),
+        },
+        "The audit chain of signed checkpoints, kept forever in one partition.",
+        ("'disruptfeed audit checkpoint' publishes checkpoints", "Auditors verify them"),
     )
 
     components: dict[str, Any] = {"schemas": schemas, "messages": messages}

@@ -68,15 +68,19 @@ SettingsFactory = Callable[..., Awaitable[Settings]]
 
 
 @pytest.fixture
-def make_settings(kafka_bootstrap: str) -> SettingsFactory:
+def make_settings(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> SettingsFactory:
     """Settings pointing at the session broker, with a topic prefix no other test uses.
 
-    The topics are created before the settings are returned.
+    Each gets its own data directory (keys, sequence numbers, tokens). The topics are created
+    before the settings are returned.
     """
 
     async def make(**overrides: object) -> Settings:
         fields: dict[str, object] = {
             "bootstrap_servers": kafka_bootstrap,
+            "data_dir": tmp_path_factory.mktemp("data"),
             "topic_prefix": f"t-{uuid.uuid4().hex[:12]}",
             "partitions": 3,
             "linger_ms": 5,

@@ -11,7 +11,7 @@ import click
 from disruptfeed import __version__
 from disruptfeed.bench._command import bench
 from disruptfeed.cli._admin import broker, schemas_group, topics
-from disruptfeed.cli._audit import replay
+from disruptfeed.cli._audit import audit, replay
 from disruptfeed.cli._demo import demo
 from disruptfeed.cli._events import publish, sample, tail
 from disruptfeed.cli._streams import alerts, counts, worker
@@ -36,6 +36,6 @@ def main(verbose: int) -> None:
 
 for command in (
     broker, topics, schemas_group, publish, tail, sample, demo, worker, counts, alerts,
-    dispatcher, subscriptions, replay, bench,
+    dispatcher, subscriptions, replay, audit, bench,
 ):  # fmt: skip
     main.add_command(command)

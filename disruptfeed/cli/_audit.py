@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["replay"]
+__all__ = ["audit", "replay"]
 
+import asyncio
 import datetime as dt
 import os
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from disruptfeed.cli._common import EXIT_USAGE, fail, run, settings_from
+from disruptfeed.cli._common import EXIT_REJECTED, EXIT_USAGE, fail, run, settings_from
 from disruptfeed.cli._events import _progress
 from disruptfeed.errors import ConfigurationError
 
@@ -115,3 +116,130 @@ def replay(
         f"{result.duplicates} duplicates skipped, {len(result.invalid)} invalid)",
         err=True,
     )
+
+
+@click.group()
+def audit() -> None:
+    """Prove the history complete and unaltered: signed Merkle checkpoints, and their check.
+
+    'audit checkpoint' signs the history so far (RFC 6962 Merkle root, per-partition end
+    offsets, a link to the previous checkpoint; Ed25519, key DISRUPTFEED_AUDIT_KEY_FILE) to the
+    checkpoint topic and DISRUPTFEED_CHECKPOINT_DIR. 'audit verify' recomputes everything.
+    """
+
+
+@audit.command("checkpoint")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep checkpointing every DISRUPTFEED_CHECKPOINT_INTERVAL_SECONDS (60) until stopped.",
+)
+@click.pass_context
+def checkpoint_command(ctx: click.Context, follow: bool) -> None:
+    """Sign a checkpoint of every event stored so far (generating the key on first use)."""
+    from disruptfeed._keys import load_signing_key
+    from disruptfeed.audit._checkpoint import make_checkpoint
+
+    settings = settings_from(ctx)
+    try:
+        key = load_signing_key(settings, create=True)
+    except ConfigurationError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+    async def once() -> None:
+        cp = await make_checkpoint(settings, key)
+        added = sum(r.count for r in cp.ranges.values())
+        click.echo(
+            f"checkpoint {cp.seq}: {cp.tree_size} events (+{added}), root {cp.root}, "
+            f"key {cp.key_id}, file {settings.checkpoint_path}/checkpoint-{cp.seq:08d}.json"
+        )
+
+    async def forever() -> None:
+        while True:
+            await once()
+            await asyncio.sleep(settings.checkpoint_interval_seconds)
+
+    try:
+        run(forever() if follow else once())
+    except KeyboardInterrupt:
+        return
+
+
+@audit.command("verify")
+@click.option(
+    "--checkpoints",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Verify against the checkpoint files of this directory [default: the checkpoint topic].",
+)
+@click.option(
+    "--since",
+    default=None,
+    help="Only checkpoints made at or after this time (ISO 8601); the one before is the base.",
+)
+@click.option("--until", default=None, help="Only checkpoints made up to this time (ISO 8601).")
+@click.pass_context
+def verify_command(
+    ctx: click.Context, directory: Path | None, since: str | None, until: str | None
+) -> None:
+    """Recompute the history's Merkle tree and hold it against every signed checkpoint.
+
+    Reports altered, missing, added, duplicated and reordered events (with their partition and
+    offsets), events with a bad signature, no signature or an unknown or retired key, gaps in
+    a source's sequence numbers, and bad signatures, unknown keys, missing checkpoints and
+    broken links of checkpoints. With --since/--until, only the checkpoints made in that range
+    and the events they cover are checked. Exits 1 on any finding, 2 on unusable input
+    (times, key or checkpoint files), 0 when all is valid.
+    """
+    from disruptfeed._keys import trusted_keys
+    from disruptfeed.audit._checkpoint import (
+        load_checkpoint_files,
+        parse_checkpoint,
+        read_checkpoints,
+    )
+    from disruptfeed.audit._verify import select, verify
+
+    settings = settings_from(ctx)
+    start = _time(since, "--since") if since is not None else None
+    end = _time(until, "--until") if until is not None else None
+    if start is not None and end is not None and end <= start:
+        fail(f"--until ({until}) must be after --since ({since}); swap them", EXIT_USAGE)
+    try:
+        keys = trusted_keys(settings)
+        if directory is not None:
+            checkpoints = load_checkpoint_files(directory)
+        else:
+            checkpoints = [
+                parse_checkpoint(value, f"checkpoint record at offset {offset}")
+                for offset, value in run(read_checkpoints(settings))
+            ]
+    except ConfigurationError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if not checkpoints:
+        fail(
+            "there is no checkpoint to verify against; run 'disruptfeed audit checkpoint' first",
+            EXIT_USAGE,
+        )
+    if not select(checkpoints, start, end)[1]:
+        fail(
+            f"no checkpoint was made between {since or 'the start'} and {until or 'now'}; "
+            "widen the range, or list them with 'ls' on the checkpoint directory",
+            EXIT_USAGE,
+        )
+    with _progress(None, "verifying", "events") as bar:
+        report = run(
+            verify(settings, checkpoints, keys, on_progress=bar.update, since=start, until=end)
+        )
+    for finding in report.findings:
+        click.secho(str(finding), fg="red", err=True)
+    summary = (
+        f"{report.checkpoints} checkpoints, {report.events_verified} events verified, "
+        f"{report.not_yet_covered} not yet covered by a checkpoint"
+    )
+    if report.ok:
+        click.echo(f"valid: {summary}")
+        return
+    counts = ", ".join(f"{kind} {n}" for kind, n in sorted(report.counts().items()))
+    click.echo(f"INVALID: {summary}; {counts}")
+    sys.exit(EXIT_REJECTED)

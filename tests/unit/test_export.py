@@ -275,7 +275,7 @@ def test_one_channel_per_topic_with_its_configuration() -> None:
     specs = {spec.name: spec for spec in topic_specs(settings)}
     addresses = {channel["address"]: channel for channel in doc["channels"].values()}
     assert set(addresses) == set(specs)
-    assert len(addresses) == 9
+    assert len(addresses) == 10
     for address, channel in addresses.items():
         binding = channel["bindings"]["kafka"]
         assert binding["topic"] == address

@@ -91,7 +91,10 @@ def test_event_topics_keep_everything() -> None:
         "x.dispatch-state",
         "x.deliveries",
         "x.delivery-dead-letter",
+        "x.checkpoints",
     }
+    assert specs["x.checkpoints"].partitions == 1
+    assert specs["x.checkpoints"].config["retention.ms"] == "-1"
     for compacted in ("x.subscriptions", "x.dispatch-state"):
         assert specs[compacted].config["cleanup.policy"] == "compact"
         assert specs[compacted].partitions == 1
