@@ -1,7 +1,8 @@
 """The worker's HTTP query API (JSON): counts, alerts, health.
 
 - ``GET /counts`` -> ``{region: {event type: {"1h": n, "24h": n, "7d": n, "total": n}}}``
-- ``GET /counts/{region}`` -> the same for one region (empty object if it has no events)
+- ``GET /counts/{region}`` -> the same for one region (empty object if it has no events);
+  both take ``?at=<ISO 8601 time>`` for windows ending then (``total``: all counted so far)
 - ``GET /stats`` -> counts plus late events and account sums, and worker totals
 - ``GET /alerts`` -> the alerts firing now
 - ``GET /health`` -> ``{"status": "ok" | "recovering", ...}``
@@ -58,6 +59,22 @@ def _guarded(tokens: tuple[str, ...]) -> Callable[[View], View]:
     return wrap
 
 
+def _counts(web: Any, req: Any, state: WorkerState, region: str | None) -> Any:
+    """Counts at stream time, or with ``?at=<ISO 8601 time>`` with windows ending then."""
+    at = req.query.get("at")
+    if at is None:
+        return _json(web, state.processor.store.snapshot(region))
+    try:
+        when = dt.datetime.fromisoformat(at)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        message = f"at={at!r} is not an ISO 8601 time with a timezone, e.g. 2026-10-01T00:00Z"
+        return _json(web, {"error": message}, status=400)
+    at_ms = int(when.timestamp() * 1000)
+    return _json(web, state.processor.store.snapshot(region, now_ms=at_ms))
+
+
 def register_views(app: Any, state: WorkerState) -> None:
     """Add the query views to a Faust app."""
     guard = _guarded(state.settings.bearer_tokens())
@@ -65,12 +82,12 @@ def register_views(app: Any, state: WorkerState) -> None:
     @app.page("/counts")  # type: ignore[untyped-decorator]
     @guard
     async def counts(web: Any, req: Any) -> Any:
-        return _json(web, state.processor.store.snapshot())
+        return _counts(web, req, state, None)
 
     @app.page("/counts/{region}")  # type: ignore[untyped-decorator]
     @guard
     async def region_counts(web: Any, req: Any, region: str) -> Any:
-        return _json(web, state.processor.store.snapshot(region))
+        return _counts(web, req, state, region)
 
     @app.page("/stats")  # type: ignore[untyped-decorator]
     @guard

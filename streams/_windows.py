@@ -153,9 +153,15 @@ class CountStore:
         """Every region with at least one counted event, sorted."""
         return sorted({region for region, _ in self._series})
 
-    def snapshot(self, region: str | None = None) -> dict[str, dict[str, dict[str, int]]]:
-        """``region -> event type -> {"1h", "24h", "7d", "total"}`` at the current stream time."""
-        now = self.now_ms
+    def snapshot(
+        self, region: str | None = None, now_ms: int | None = None
+    ) -> dict[str, dict[str, dict[str, int]]]:
+        """``region -> event type -> {"1h", "24h", "7d", "total"}``.
+
+        The windows end at ``now_ms`` (default: the current stream time); ``total`` is every
+        event counted so far, whatever ``now_ms``.
+        """
+        now = self.now_ms if now_ms is None else now_ms
         out: dict[str, dict[str, dict[str, int]]] = {}
         for (reg, event_type), series in sorted(self._series.items()):
             if region is not None and reg != region:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from disruptfeed.bench import _clients as clients
+from disruptfeed.bench._audit import replay_verify_rate
 from disruptfeed.bench._errors import BenchError
 from disruptfeed.bench._events import (
     Record,
@@ -48,7 +49,6 @@ from schemas import AccountDisrupted, EventBase
 
 log = logging.getLogger(__name__)
 
-REPLAY_SKIPPED = "replay command not built yet"
 _LATENCY = ("publish-to-alert-p50", "publish-to-alert-p99")
 _WEBHOOK = ("publish-to-webhook-p50", "publish-to-webhook-p99")
 _TIMED_TOGETHER = (_LATENCY[1], *_WEBHOOK)
@@ -198,8 +198,6 @@ class Bench:
             only = only | {_LATENCY[0]}  # the one stream that measures them all
         results = {spec.name: CaseResult(spec) for spec in CASES if not only or spec.name in only}
         self.webhooks = any(name in results for name in _WEBHOOK)
-        if "feed-replay-verify" in results:
-            results["feed-replay-verify"].skipped = REPLAY_SKIPPED
         self.say("warming the broker up (first producer id, first consumer group) ...")
         self.warm_up()
         for run in range(1, self.plan.runs + 1):
@@ -292,6 +290,9 @@ class Bench:
             "feed-processor": lambda: processor_rate(s, self.pipeline_records),
             _LATENCY[0]: lambda: self._latency(s, scratch),
             "worker-peak-rss": lambda: self._rss(s, scratch),
+            "feed-replay-verify": lambda: replay_verify_rate(
+                s, _accounts(self.records * self.plan.consumer_passes), scratch
+            ),
         }
         if name not in cases:
             raise BenchError(f"no such case: {name}")

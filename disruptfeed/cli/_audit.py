@@ -10,10 +10,18 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
-from disruptfeed.cli._common import EXIT_REJECTED, EXIT_USAGE, fail, run, settings_from
+from disruptfeed.cli._common import (
+    EXIT_BROKER,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    fail,
+    run,
+    settings_from,
+)
 from disruptfeed.cli._events import _progress
 from disruptfeed.errors import ConfigurationError
 
@@ -125,6 +133,8 @@ def audit() -> None:
     'audit checkpoint' signs the history so far (RFC 6962 Merkle root, per-partition end
     offsets, a link to the previous checkpoint; Ed25519, key DISRUPTFEED_AUDIT_KEY_FILE) to the
     checkpoint topic and DISRUPTFEED_CHECKPOINT_DIR. 'audit verify' recomputes everything.
+    'recount', 'alerts' and 'reports' hold the worker's counts, the alert topic and the
+    reports' claims against what the history alone gives.
     """
 
 
@@ -242,4 +252,138 @@ def verify_command(
         return
     counts = ", ".join(f"{kind} {n}" for kind, n in sorted(report.counts().items()))
     click.echo(f"INVALID: {summary}; {counts}")
+    sys.exit(EXIT_REJECTED)
+
+
+@audit.command("recount")
+@click.option(
+    "--at",
+    default=None,
+    help="Windows ending at this time (ISO 8601) [default: the worker's stream time].",
+)
+@click.pass_context
+def recount_command(ctx: click.Context, at: str | None) -> None:
+    """Recompute the rolling counts from the history alone and diff them with the worker's.
+
+    Every stored event goes through the worker's own counting code with the configured rules
+    and grace; the result is held against the worker's GET /counts?at=... (so the worker must
+    run; DISRUPTFEED_WORKER_HOST/PORT and the API token say where). Prints 'no difference'
+    and exits 0 when they agree, else one line per differing count and exits 1. 'total' is
+    every event counted so far, whatever --at.
+    """
+    import urllib.error
+    import urllib.parse
+
+    from disruptfeed.cli._streams import worker_get
+    from streams._recount import diff_counts, recount
+
+    settings = settings_from(ctx)
+    when = _time(at, "--at") if at is not None else None
+    url = f"http://{settings.worker_host}:{settings.worker_port}"
+    try:
+        stream_time = worker_get(settings, "/stats").get("stream_time")
+        if when is None:
+            if stream_time is None:
+                fail("the worker has counted no event yet; pass --at, or wait", EXIT_USAGE)
+            when = dt.datetime.fromisoformat(stream_time)
+        query = urllib.parse.urlencode({"at": when.isoformat()})
+        theirs = worker_get(settings, f"/counts?{query}")
+    except urllib.error.HTTPError as exc:
+        fail(f"the worker at {url} answered {exc.code}: {exc.read().decode()[:200]}", EXIT_BROKER)
+    except OSError as exc:
+        fail(
+            f"no worker answers at {url} ({exc}); start one with 'disruptfeed worker'", EXIT_BROKER
+        )
+    with _progress(None, "recounting", "records") as bar:
+        processor = run(recount(settings, bar.update)).processor
+    ours = processor.store.snapshot(now_ms=int(when.timestamp() * 1000))
+    diffs = diff_counts(ours, theirs)
+    series = sum(len(types) for types in ours.values())
+    if not diffs:
+        click.echo(
+            f"no difference at {when.isoformat()}: {series} series in {len(ours)} regions, "
+            f"{processor.stats.processed} records recounted"
+        )
+        return
+    for diff in diffs:
+        click.secho(str(diff), fg="red", err=True)
+    click.echo(
+        f"DIFFERENT at {when.isoformat()}: {len(diffs)} counts differ (the worker's stream "
+        f"time is {stream_time}; a worker still catching up counts less)"
+    )
+    sys.exit(EXIT_REJECTED)
+
+
+@audit.command("alerts")
+@click.option("--since", required=True, help="Start of the evaluation-time range (ISO 8601).")
+@click.option("--until", required=True, help="End of the range (ISO 8601, exclusive).")
+@click.pass_context
+def alerts_command(ctx: click.Context, since: str, until: str) -> None:
+    """Re-derive the alerts from history with the configured rules; diff with the alert topic.
+
+    The history goes through the worker's own code (DISRUPTFEED_RULES_FILE, grace); alerts
+    whose stream-time evaluation falls in [--since, --until) are compared by id (derived from
+    fingerprint, status, start and repeat, so same id means same transition). Lists alerts
+    missing from the topic and unexpected on it; exits 1 on any, 0 when they agree.
+    """
+    from consumers import read_alerts
+    from streams._recount import diff_alerts, recount
+
+    settings = settings_from(ctx)
+    start, end = _time(since, "--since"), _time(until, "--until")
+    if end <= start:
+        fail(f"--until ({until}) must be after --since ({since}); swap them", EXIT_USAGE)
+
+    async def published() -> list[Any]:
+        return [a async for a in read_alerts(settings, start="earliest", until_end=True)]
+
+    with _progress(None, "re-deriving", "records") as bar:
+        derived = run(recount(settings, bar.update)).alerts
+    diffs, repeats = diff_alerts(derived, run(published()), start, end)
+    in_range = sum(1 for a in derived if start <= a.evaluated_at < end)
+    for diff in diffs:
+        click.secho(str(diff), fg="red", err=True)
+    note = f"; {repeats} published twice (not a difference)" if repeats else ""
+    if not diffs:
+        click.echo(f"no difference: {in_range} alerts re-derived and published alike{note}")
+        return
+    click.echo(f"DIFFERENT: {len(diffs)} alerts differ of {in_range} re-derived{note}")
+    sys.exit(EXIT_REJECTED)
+
+
+@audit.command("reports")
+@click.pass_context
+def reports_command(ctx: click.Context) -> None:
+    """Check each ReportReleased event's claims against the history; list the mismatches.
+
+    A report's networks must each be identified by a NetworkIdentified event, and a cumulative
+    claim such as 'more than 20 operations disrupted' must hold for the networks its publisher
+    had identified by the report's date. Exits 1 on any mismatch, 0 when every claim holds.
+    """
+    from disruptfeed.audit._replay import ReplayFilter
+    from disruptfeed.audit._replay import replay as run_replay
+    from disruptfeed.audit._reports import check_reports
+
+    settings = settings_from(ctx)
+    everything = ReplayFilter(
+        since=dt.datetime(1970, 1, 2, tzinfo=dt.UTC),
+        until=dt.datetime(9999, 1, 1, tzinfo=dt.UTC),
+        types=("network.identified", "report.released"),
+    )
+    with _progress(None, "reading", "records") as bar:
+        result = run(run_replay(settings, everything, on_progress=bar.update))
+    checks = check_reports(item.event for item in result.events)
+    mismatches = 0
+    for check in checks:
+        for mismatch in check.mismatches:
+            click.secho(f"{check.report_id}: {mismatch}", fg="red", err=True)
+        for claim in check.uncheckable:
+            click.echo(f"{check.report_id}: not checkable (no count in it): {claim!r}", err=True)
+        mismatches += len(check.mismatches)
+    claims = sum(c.checked for c in checks)
+    summary = f"{len(checks)} reports, {claims} claims checked"
+    if not mismatches:
+        click.echo(f"no mismatch: {summary}")
+        return
+    click.echo(f"MISMATCHES: {mismatches} of {summary}")
     sys.exit(EXIT_REJECTED)

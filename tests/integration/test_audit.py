@@ -8,6 +8,7 @@ doubled, into another set of topics, which is then verified against the original
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -238,3 +239,33 @@ def test_bad_key_and_truncated_checkpoint_files_are_one_line_errors(
 def test_checkpoint_model_rejects_extra_fields() -> None:
     with pytest.raises(ValueError, match="extra"):
         Checkpoint.model_validate({"seq": 1, "surprise": True})
+
+
+@pytest.mark.slow
+async def test_a_replay_of_100k_events_completes_and_verifies(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    from disruptfeed.bench._events import feed_events
+
+    settings = await make_settings()
+    events = feed_events(100_000, seed=11)
+    async with FeedProducer(settings) as producer:
+        for start in range(0, len(events), 20_000):
+            outcomes = await producer.publish_many(events[start : start + 20_000])
+            assert all(o.ok for o in outcomes)
+    await make_checkpoint(settings, load_signing_key(settings, create=True))
+
+    out = tmp_path / "everything.jsonl"
+    since = events[0].occurred_at.isoformat()
+    until = (events[-1].occurred_at + dt.timedelta(seconds=1)).isoformat()
+    args = ["replay", "--since", since, "--until", until, "--out", str(out)]
+    result = await asyncio.to_thread(
+        CliRunner().invoke, main, args, obj=settings, catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 100_000
+    assert {orjson.loads(line)["event_id"] for line in lines} == {str(e.event_id) for e in events}
+    result = await asyncio.to_thread(_cli, settings, "verify")
+    assert result.exit_code == 0, result.output
+    assert "valid: 1 checkpoints, 100000 events verified, 0 not yet covered" in result.output

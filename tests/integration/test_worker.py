@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import random
 import subprocess
 import sys
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 from uuid import UUID
@@ -156,8 +158,46 @@ def _check_worker(
         )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout) == expected
+        _check_recount(worker, settings, {**env, "DISRUPTFEED_TOPIC_PREFIX": settings.topic_prefix})
     finally:
         worker.stop()
+
+
+Done = subprocess.CompletedProcess[str]
+
+
+def _check_recount(worker: WorkerProcess, settings: Settings, env: dict[str, str]) -> None:
+    """``audit recount``: history alone gives the worker's counts, now and an hour back."""
+
+    def recount(
+        *args: str, grace: int = settings.grace_seconds
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "disruptfeed", "audit", "recount", *args],
+            capture_output=True,
+            text=True,
+            env={**env, "DISRUPTFEED_GRACE_SECONDS": str(grace)},
+            timeout=120,
+            check=False,
+        )
+
+    done = recount()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no difference at" in done.stdout
+    stream_time = dt.datetime.fromisoformat(worker.get("/stats")["stream_time"])
+    earlier = (stream_time - dt.timedelta(hours=1)).isoformat()
+    assert worker.get(f"/counts?at={urllib.parse.quote(earlier)}") != worker.get("/counts")
+    done = recount("--at", earlier)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # A recount with another grace classifies other events as late: the windows differ.
+    done = recount(grace=0)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "DIFFERENT at" in done.stdout
+    assert " history " in done.stderr
+    assert " worker " in done.stderr
+    done = recount("--at", "yesterday")
+    assert done.returncode == 2
+    assert "is not an ISO 8601 time" in done.stderr
 
 
 async def test_counts_are_exact_and_alerts_fire_once(
@@ -201,6 +241,38 @@ async def test_counts_are_exact_and_alerts_fire_once(
     assert firing.value >= 5
     assert firing.alert_id != resolved.alert_id
     assert set(firing.sample_event_ids) <= {e.event_id for e in stream.events}
+
+    # 'audit alerts' re-derives the same two transitions from the history alone.
+    env = {
+        **os.environ,
+        "DISRUPTFEED_BOOTSTRAP_SERVERS": settings.bootstrap,
+        "DISRUPTFEED_TOPIC_PREFIX": settings.topic_prefix,
+        "DISRUPTFEED_GRACE_SECONDS": str(settings.grace_seconds),
+        "DISRUPTFEED_RULES_FILE": str(rules),
+    }
+    span = ("--since", "2000-01-01T00:00Z", "--until", "2100-01-01T00:00Z")
+    done = await asyncio.to_thread(_audit, env, "alerts", *span)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no difference: 2 alerts re-derived and published alike" in done.stdout
+    other_rules = tmp_path / "other.toml"
+    other_rules.write_text(RULES.replace("ng-burst", "ng-burst-2"))
+    done = await asyncio.to_thread(
+        _audit, {**env, "DISRUPTFEED_RULES_FILE": str(other_rules)}, "alerts", *span
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "DIFFERENT: 4 alerts differ of 2 re-derived" in done.stdout
+    assert done.stderr.count("missing: ") == done.stderr.count("unexpected: ") == 2
+
+
+def _audit(env: dict[str, str], *args: str) -> Done:
+    return subprocess.run(
+        [sys.executable, "-m", "disruptfeed", "audit", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 async def test_worker_killed_mid_stream_ends_exact(
