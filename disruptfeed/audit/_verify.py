@@ -157,6 +157,9 @@ async def verify(
                 report.not_yet_covered += 1
         if on_progress is not None and pending:
             on_progress(pending)
+    except BaseException:
+        origins.close()
+        raise
     finally:
         await consumer.stop()
     _recompute(chosen, base, read, report)
