@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from disruptfeed._aiokafka import start_consumer_client
+from disruptfeed._aiokafka import start_consumer_client, start_producer_client
 from disruptfeed.errors import BrokerNotRunningError, ConfigurationError
 from disruptfeed.settings import Settings
 
@@ -29,9 +29,8 @@ async def start_consumer(settings: Settings, **kwargs: Any) -> Any:
         **kwargs,
     )
     try:
-        await start_consumer_client(consumer)
+        await start_consumer_client(consumer)  # stops it again on failure
     except KafkaConnectionError as exc:
-        await consumer.stop()
         raise BrokerNotRunningError.at(settings.bootstrap) from exc
     return consumer
 
@@ -49,9 +48,8 @@ async def start_producer(settings: Settings) -> Any:
         max_request_size=2 * 1024 * 1024,
     )
     try:
-        await producer.start()
+        await start_producer_client(producer)
     except KafkaConnectionError as exc:
-        await producer.stop()
         raise BrokerNotRunningError.at(settings.bootstrap) from exc
     return producer
 

@@ -9,6 +9,7 @@ All three are real Kafka; there is no fake broker.
 
 from __future__ import annotations
 
+import gc
 import shutil
 import subprocess
 import uuid
@@ -91,6 +92,17 @@ def make_settings(
         return settings
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_in_the_test() -> Iterator[None]:
+    """Collect garbage before each test ends, so a leaked socket fails the test that leaked it.
+
+    Without it, the ResourceWarning of an unclosed client surfaces (as an error, with
+    filterwarnings=error) in whichever later test the collector happens to run in.
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture
