@@ -9,7 +9,8 @@ operation later, or give up on the input and dead-letter or reject it.
     │   └── NotFoundError               no    no subscription (or other object) with that id
     ├── InvalidEventError               no    input that can never become a valid event
     │   ├── DecodeError                 no    bytes that are not UTF-8 JSON
-    │   └── SchemaValidationError       no    JSON that breaks a schema
+    │   ├── SchemaValidationError       no    JSON that breaks a schema
+    │   └── FutureEventTimeError        no    occurred_at too far ahead of its publish time
     ├── BrokerError                     yes   the broker could not be reached or refused
     │   ├── BrokerNotRunningError       yes   no broker answers at the configured address
     │   └── PublishError                yes   a send failed after the client's own retries
@@ -32,6 +33,7 @@ __all__ = [
     "EndpointGoneError",
     "EndpointRefusedError",
     "FieldProblem",
+    "FutureEventTimeError",
     "InvalidEventError",
     "LauncherError",
     "MissingToolError",
@@ -97,6 +99,33 @@ class DecodeError(InvalidEventError):
 
 class SchemaValidationError(InvalidEventError):
     """A JSON document that does not match the schema of its event type."""
+
+
+class FutureEventTimeError(InvalidEventError):
+    """An ``occurred_at`` further ahead of its publish time than the allowed clock skew.
+
+    Counted, it would move its partition's stream time into the future, where every window
+    reads 0 and no alert fires again; so it is rejected at publish and dead-lettered by the
+    worker, whose reason starts with ``future-event-time``.
+    """
+
+    @classmethod
+    def ahead(cls, occurred_ms: int, published_ms: int, limit_s: int) -> FutureEventTimeError:
+        """The error for an event ``occurred_ms`` published at ``published_ms``."""
+        ahead_s = (occurred_ms - published_ms) / 1000
+        return cls(
+            [
+                FieldProblem(
+                    "occurred_at",
+                    f"{ahead_s:,.0f} s ahead of its publish time; the limit is {limit_s} s "
+                    "(DISRUPTFEED_MAX_FUTURE_SKEW_SECONDS): fix the publisher's clock or the "
+                    "event's time",
+                )
+            ]
+        )
+
+    def __str__(self) -> str:
+        return f"future-event-time: {super().__str__()}"
 
 
 class BrokerError(DisruptFeedError):

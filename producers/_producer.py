@@ -34,6 +34,7 @@ from disruptfeed.errors import (
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import topic_for
 from producers._sequence import SequenceStore, sequence_store
+from producers._skew import too_far_ahead
 from schemas import EventBase, codec
 from schemas._provenance import KEY_ID_HEADER, SEQUENCE_HEADER, SIGNATURE_HEADER, signed_message
 
@@ -204,6 +205,9 @@ class FeedProducer:
                     pending.append((event_id, topic, outcome))
                     continue
                 seen.add(event_id.int)
+                if (ahead := too_far_ahead(event, settings)) is not None:
+                    pending.append((event_id, topic, PublishOutcome(event_id, topic, error=ahead)))
+                    continue
                 value, record_headers = encode(event), headers(event)
                 # codec.headers order: specversion, id, source, type, ...
                 _, (_, ce_id), (_, source), (_, ce_type), *_ = record_headers

@@ -11,6 +11,7 @@ from uuid import UUID
 from disruptfeed.settings import Settings
 from producers._jsonl import LineResult, read_events
 from producers._producer import FeedProducer
+from producers._skew import too_far_ahead
 from schemas import EventBase
 
 
@@ -82,6 +83,12 @@ async def publish_lines(
                     on_progress(1)
                 continue
             assert result.event is not None
+            if (ahead := too_far_ahead(result.event, settings)) is not None:
+                refused = LineResult(result.line, error=ahead)
+                report.rejected.append(refused)
+                if on_rejected:
+                    on_rejected(refused)
+                continue
             if result.event.event_id in seen:
                 # The id is the idempotency key: a second copy would change nothing downstream.
                 report.duplicates += 1

@@ -17,6 +17,7 @@ __all__ = [
     "DLQ_PARTITION_HEADER",
     "DLQ_REASON_HEADER",
     "DLQ_TOPIC_HEADER",
+    "DLQ_VALUE_BYTES_HEADER",
     "JSON_SCHEMA_DIALECT",
     "asyncapi_document",
     "export",
@@ -57,6 +58,7 @@ DLQ_PARTITION_HEADER: Final = "dlq_partition"
 DLQ_OFFSET_HEADER: Final = "dlq_offset"
 DLQ_FIELD_HEADER: Final = "dlq_field"
 DLQ_ERROR_TYPE_HEADER: Final = "dlq_error_type"
+DLQ_VALUE_BYTES_HEADER: Final = "dlq_value_bytes"
 DLQ_HEADERS: Final = (
     DLQ_REASON_HEADER,
     DLQ_TOPIC_HEADER,
@@ -64,6 +66,7 @@ DLQ_HEADERS: Final = (
     DLQ_OFFSET_HEADER,
     DLQ_FIELD_HEADER,
     DLQ_ERROR_TYPE_HEADER,
+    DLQ_VALUE_BYTES_HEADER,
 )
 """Every dead-letter header name."""
 
@@ -194,7 +197,9 @@ def _dead_letter_headers_schema() -> dict[str, Any]:
             "Why and where the record failed, each header value UTF-8 text. "
             "Other headers of the original record may be present too."
         ),
-        "required": [name for name in DLQ_HEADERS if name != DLQ_FIELD_HEADER],
+        "required": [
+            name for name in DLQ_HEADERS if name not in (DLQ_FIELD_HEADER, DLQ_VALUE_BYTES_HEADER)
+        ],
         "properties": {
             DLQ_REASON_HEADER: _text("Human-readable reason."),
             DLQ_TOPIC_HEADER: _text("Topic the record was read from."),
@@ -202,6 +207,12 @@ def _dead_letter_headers_schema() -> dict[str, Any]:
             DLQ_OFFSET_HEADER: _text("Its offset, in decimal.", pattern=decimal),
             DLQ_FIELD_HEADER: _text("Dotted path of the offending field, if the error has one."),
             DLQ_ERROR_TYPE_HEADER: _text("Error class, e.g. DecodeError or SchemaValidationError."),
+            DLQ_VALUE_BYTES_HEADER: _text(
+                "Set when the original value was too big to copy: its size in bytes, in "
+                "decimal; the record's value is then empty and the original stays at "
+                "dlq_topic/dlq_partition/dlq_offset.",
+                pattern=decimal,
+            ),
         },
     }
 

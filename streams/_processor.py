@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from disruptfeed.errors import FieldProblem, InvalidEventError, SchemaValidationError
+from disruptfeed.errors import (
+    FieldProblem,
+    FutureEventTimeError,
+    InvalidEventError,
+    SchemaValidationError,
+)
+from disruptfeed.settings import Settings
+from disruptfeed.topics import event_types_by_topic
 from schemas import (
     DLQ_ERROR_TYPE_HEADER,
     DLQ_FIELD_HEADER,
@@ -23,11 +30,13 @@ from schemas import (
     DLQ_PARTITION_HEADER,
     DLQ_REASON_HEADER,
     DLQ_TOPIC_HEADER,
+    DLQ_VALUE_BYTES_HEADER,
     EventBase,
     codec,
 )
 from streams._alerts import Alert, to_ms
 from streams._engine import AlertEngine
+from streams._rules import load_rules
 from streams._windows import Counted, CountStore
 
 _SAMPLE_IDS = 10
@@ -39,6 +48,10 @@ events). Once per five minutes of stream time per partition and event type, like
 default resolve_timeout of 5m, bounds how late a ``resolved`` can be; it depends only on the
 partition's own order, so alerts stay deterministic. A region's own events still re-evaluate its
 alerts at once."""
+DLQ_MAX_COPY = 960 * 1024
+"""Largest original value (plus its headers) a dead letter copies: topics take 1 MiB records,
+and the dead letter adds up to ~4 KiB of reasons. A bigger original stays where it is and the
+dead letter names it (topic, partition, offset) and its size instead."""
 log = logging.getLogger(__name__)
 
 
@@ -96,17 +109,37 @@ class Processor:
         store: the rolling counts.
         engine: the alert rules and their lifecycle state.
         topic_types: full source topic name -> the event type that belongs on it.
+        max_future_ms: how far an event's time may be ahead of its record's timestamp (the
+            publish time); further, it is dead-lettered and never moves stream time. None: no
+            limit.
     """
 
-    def __init__(self, store: CountStore, engine: AlertEngine, topic_types: dict[str, str]) -> None:
+    def __init__(
+        self,
+        store: CountStore,
+        engine: AlertEngine,
+        topic_types: dict[str, str],
+        max_future_ms: int | None = None,
+    ) -> None:
         self.store = store
         self.engine = engine
         self.topic_types = topic_types
+        self.max_future_ms = max_future_ms
         self.stats = Stats()
         self._partition_of: dict[str, int] = {}
         self._swept: dict[tuple[int, str], int] = {}
         self._recent: collections.defaultdict[tuple[str, str], collections.deque[UUID]] = (
             collections.defaultdict(lambda: collections.deque(maxlen=_SAMPLE_IDS))
+        )
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Processor:
+        """The processor a worker with these settings runs: rules file, grace, skew limit."""
+        return cls(
+            CountStore(grace_ms=settings.grace_seconds * 1000),
+            AlertEngine(load_rules(settings.rules_file)),
+            event_types_by_topic(settings),
+            max_future_ms=settings.max_future_skew_seconds * 1000,
         )
 
     def process(
@@ -118,8 +151,13 @@ class Processor:
         value: bytes | None,
         headers: Iterable[tuple[str, bytes]],
         seen: Callable[[int], bool],
+        *,
+        timestamp_ms: int | None = None,
     ) -> Outcome:
         """Process one record; ``seen(id)`` says whether an event id was already counted.
+
+        ``timestamp_ms`` is the record's timestamp (its publish time), against which an event
+        time too far ahead is refused (see ``max_future_ms``).
 
         The id is passed as its 128-bit integer (``UUID.int``): a set of those takes a third less
         memory than one of the ids' text (77 vs 119 bytes an id, tracemalloc, a million ids).
@@ -131,7 +169,7 @@ class Processor:
         headers = list(headers)
         self.stats.processed += 1
         try:
-            return self._process(topic, partition, headers, value, seen)
+            return self._process(topic, partition, headers, value, seen, timestamp_ms)
         except InvalidEventError as exc:
             error: Exception = exc
         except Exception as exc:
@@ -139,6 +177,10 @@ class Processor:
             error = exc
         self.stats.dead_lettered += 1
         reasons = dead_letter_headers(topic, partition, offset, error)
+        size = len(value or b"") + sum(len(k) + len(v) for k, v in headers)
+        if size > DLQ_MAX_COPY:
+            reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(value or b"")).encode()))
+            return Outcome(dead_letter=DeadLetter(key, None, reasons))
         return Outcome(dead_letter=DeadLetter(key, value, [*headers, *reasons]))
 
     def _process(
@@ -148,6 +190,7 @@ class Processor:
         headers: list[tuple[str, bytes]],
         value: bytes | None,
         seen: Callable[[int], bool],
+        timestamp_ms: int | None,
     ) -> Outcome:
         event = codec.decode_record(value, headers)
         expected = self.topic_types.get(topic)
@@ -155,11 +198,14 @@ class Processor:
             raise SchemaValidationError(
                 [FieldProblem("type", f"{event.type!r} does not belong on topic {topic!r}")]
             )
+        occurred_ms = to_ms(event.occurred_at)
+        limit = self.max_future_ms
+        if limit is not None and timestamp_ms is not None and occurred_ms > timestamp_ms + limit:
+            raise FutureEventTimeError.ahead(occurred_ms, timestamp_ms, limit // 1000)
         if seen(event.event_id.int):
             self.stats.duplicates += 1
             return Outcome(event=event, duplicate=True)
         source = f"{topic}:{partition}"
-        occurred_ms = to_ms(event.occurred_at)
         late = self.store.classify(source, occurred_ms)
         accounts = getattr(event, "accounts", 1)
         counted = Counted(event.type, event.region, occurred_ms, accounts, late, source)

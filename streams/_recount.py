@@ -19,12 +19,8 @@ from typing import Any
 from consumers._kafka import partitions_of, start_consumer
 from disruptfeed.audit._checkpoint import read_spans
 from disruptfeed.settings import Settings
-from disruptfeed.topics import event_types_by_topic
 from schemas import Alert
-from streams._engine import AlertEngine
 from streams._processor import Processor
-from streams._rules import load_rules
-from streams._windows import CountStore
 
 Counts = dict[str, dict[str, dict[str, int]]]
 
@@ -41,12 +37,8 @@ async def recount(
     settings: Settings, on_progress: Callable[[int], object] | None = None
 ) -> Recount:
     """Count every stored event once, as the worker does, raising the alerts it would."""
-    topic_types = event_types_by_topic(settings)
-    processor = Processor(
-        CountStore(grace_ms=settings.grace_seconds * 1000),
-        AlertEngine(load_rules(settings.rules_file)),
-        topic_types,
-    )
+    processor = Processor.for_settings(settings)
+    topic_types = processor.topic_types
     seen: set[int] = set()
     result = Recount(processor)
     consumer = await start_consumer(settings)
@@ -66,6 +58,7 @@ async def recount(
                 record.value,
                 record.headers or (),
                 seen=seen.__contains__,
+                timestamp_ms=record.timestamp,
             )
             if outcome.counted is not None and outcome.event is not None:
                 seen.add(outcome.event.event_id.int)

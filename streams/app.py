@@ -40,7 +40,6 @@ from disruptfeed.topics import ALERTS, DEAD_LETTER, event_types_by_topic
 from streams._alerts import alert_headers, alert_key, encode_alert
 from streams._engine import AlertEngine
 from streams._processor import Processor
-from streams._rules import load_rules
 from streams._views import register_views
 from streams._windows import Counted, CountStore
 
@@ -74,16 +73,10 @@ def _broker_urls(bootstrap: str) -> list[str]:
 def create_app(settings: Settings | None = None) -> faust.App:
     """Build the Faust app for these settings (the process-wide ones by default)."""
     settings = settings or get_settings()
-    rules = load_rules(settings.rules_file)
     # Faust makes its own directory but not the parents (a fresh DISRUPTFEED_DATA_DIR).
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     topic_types = event_types_by_topic(settings)
-    state = WorkerState(
-        settings,
-        Processor(
-            CountStore(grace_ms=settings.grace_seconds * 1000), AlertEngine(rules), topic_types
-        ),
-    )
+    state = WorkerState(settings, Processor.for_settings(settings))
     app = faust.App(
         f"{settings.topic_prefix}-worker",
         broker=_broker_urls(settings.bootstrap),
@@ -103,6 +96,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         producer_acks=-1,
         producer_linger=settings.linger_ms / 1000,
         producer_compression_type=settings.compression_type,
+        # Topics take records up to 1 MiB (topics.py); Faust's default of 1,000,000 bytes would
+        # refuse the alerts and dead letters the topics accept.
+        producer_max_request_size=1024 * 1024,
         processing_guarantee="at_least_once",
         # The source topics may hold years of history; do not expire or clean table keys.
         table_cleanup_interval=3_600.0,
@@ -137,7 +133,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         state.restored_events = store.restore(_stored_facts(events.items(), seen))
         state.seen = seen
         state.processor.store = store
-        engine = AlertEngine(rules)
+        engine = AlertEngine(state.processor.engine.rules)
         engine.restore(dict(episodes.items()))
         state.processor.engine = engine
         state.recovered = True
@@ -181,6 +177,7 @@ async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) 
             msg.value,
             _headers(msg.headers),
             seen=seen.__contains__,
+            timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
         )
         if outcome.dead_letter is not None:
             dl = outcome.dead_letter

@@ -69,6 +69,8 @@ async def test_cli_publishes_exactly_the_good_lines(
             {**codec.to_dict(account()), "actor": {"region": "XX", "attribution": "unknown"}}
         ),
         codec.encode(good[2]),
+        # A publisher whose clock is a day ahead: it would freeze the partition's stream time.
+        codec.encode(account("RU", occurred_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1))),
     ]
     path = tmp_path / "mixed.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -93,7 +95,9 @@ async def test_cli_publishes_exactly_the_good_lines(
         f"{path}:6: actor.region: Value error, 'XX' is not an ISO 3166-1 alpha-2 code"
         in done.stderr
     )
-    assert "published 3, rejected 3, skipped 1 duplicate event ids" in done.stderr
+    assert f"{path}:8: occurred_at: 86," in done.stderr  # 86,399 or 86,400 s by now
+    assert "s ahead of its publish time; the limit is 300 s" in done.stderr
+    assert "published 3, rejected 4, skipped 1 duplicate event ids" in done.stderr
 
     received = await read_all(settings)
     assert sorted(str(r.event.event_id) for r in received) == sorted(str(e.event_id) for e in good)

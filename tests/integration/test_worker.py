@@ -104,6 +104,13 @@ async def _publish_bad(settings: Settings) -> int:
         ("account-disrupted", codec.encode(good_report)),  # valid event, wrong topic
         ("network-identified", b"{truncated"),
         ("report-released", b"[]"),
+        # A megabyte of non-JSON: too big to copy into a dead letter, which names it instead.
+        ("account-disrupted", b"x" * 1_000_000),
+        # Valid but dated year 9999: counted, it would freeze RU's partition at that time.
+        (
+            "account-disrupted",
+            codec.encode(stream_truth.account("RU", dt.datetime(9999, 1, 1, tzinfo=dt.UTC), rng)),
+        ),
     ]
     try:
         for name, value in bad:
@@ -221,7 +228,11 @@ async def test_counts_are_exact_and_alerts_fire_once(
         assert headers["dlq_topic"].decode().startswith(settings.topic_prefix)
         assert int(headers["dlq_offset"]) >= 0
     reasons = Counter(h["dlq_error_type"].decode() for _, _, h in dead)
-    assert reasons == {"DecodeError": 2, "SchemaValidationError": 3}
+    assert reasons == {"DecodeError": 3, "SchemaValidationError": 3, "FutureEventTimeError": 1}
+    [poison] = [(v, h) for _, v, h in dead if "dlq_value_bytes" in h]
+    assert poison[0] in (None, b"")
+    assert poison[1]["dlq_value_bytes"] == b"1000000"
+    assert sum(h["dlq_reason"].startswith(b"future-event-time: ") for _, _, h in dead) == 1
 
     # Through the ops alert stream, as an on-call tool reads it.
     alerts: list[Alert] = [a async for a in read_alerts(settings, start="earliest", until_end=True)]

@@ -36,13 +36,16 @@ def test_windows_are_exact_at_their_edges() -> None:
         store.add(_counted(minutes))
     now = store.now_ms  # the newest event: 7 days and 61 minutes after the first
     assert store.count("RU", "account.disrupted", H) == 1
-    # (now - 24h, now]: the event exactly 7d+61m-24h... only those strictly after now - size.
-    expected_24h = sum(1 for m in (0, 30, 60, 61, 1440, 10141) if now - 86_400_000 < _ms(m) <= now)
-    assert store.count("RU", "account.disrupted", 86_400_000) == expected_24h
-    expected_7d = sum(
-        1 for m in (0, 30, 60, 61, 1440, 10141) if now - 7 * 86_400_000 < _ms(m) <= now
-    )
-    assert store.count("RU", "account.disrupted", 7 * 86_400_000) == expected_7d
+    assert now == _ms(10_141)
+    # Windows are (now - size, now]: 24h starts after minute 8,701, so only the newest event;
+    # 7d starts after minute 61 exactly, so minute 61 is out and minute 1,440 is in.
+    assert store.count("RU", "account.disrupted", 86_400_000) == 1
+    assert store.count("RU", "account.disrupted", 7 * 86_400_000) == 2
+    # A minute earlier, minute 61 is in the 7d window and the newest event is not.
+    assert store.count("RU", "account.disrupted", 7 * 86_400_000, now_ms=_ms(10_140)) == 2
+    assert store.count("RU", "account.disrupted", H, now_ms=_ms(10_140)) == 0
+    # (0, 1440]: minute 0 is out.
+    assert store.count("RU", "account.disrupted", 86_400_000, now_ms=_ms(1_440)) == 4
     assert store.snapshot()["RU"]["account.disrupted"]["total"] == 6
 
 
@@ -139,6 +142,53 @@ def test_processor_counts_once_and_dead_letters_with_position() -> None:
     assert proc.store.snapshot()["RU"]["account.disrupted"]["total"] == 1
 
 
+def test_an_event_time_far_ahead_of_its_publish_time_is_dead_lettered() -> None:
+    proc = _processor()
+    proc.max_future_ms = 300_000
+    published_ms = int(T0.timestamp() * 1000)
+
+    def run(event: object, offset: int) -> Any:
+        return proc.process(
+            "t.account-disrupted", 0, offset, b"RU", codec.encode(event), [],  # type: ignore[arg-type]
+            lambda _: False, timestamp_ms=published_ms,
+        )  # fmt: skip
+
+    assert run(account("RU"), 0).counted is not None
+    assert run(account("RU", minutes=4), 1).counted is not None  # within the 5 min skew
+    far = account("RU", occurred_at=dt.datetime(9999, 1, 1, tzinfo=dt.UTC))
+    headers = dict(run(far, 2).dead_letter.headers)
+    assert headers["dlq_reason"].startswith(b"future-event-time: ")
+    assert headers["dlq_field"] == b"occurred_at"
+    assert headers["dlq_error_type"] == b"FutureEventTimeError"
+    assert run(account("RU", minutes=6), 3).dead_letter is not None  # a clock 6 min ahead
+    # Stream time never moved: the windows still end at the last accepted event.
+    assert proc.store.now_ms == _ms(4)
+    assert proc.store.count("RU", "account.disrupted", H) == 2
+    # A record far in the past is still counted (as late), not dead-lettered.
+    old = run(account("RU", minutes=-60 * 24 * 30), 4)
+    assert old.counted is not None
+    assert old.counted.late
+
+
+def test_a_dead_letter_too_big_to_copy_keeps_a_reference_instead() -> None:
+    proc = _processor()
+    poison = b"x" * 1_000_000  # a new user's mistake: a megabyte of non-JSON on an event topic
+    outcome = proc.process("t.account-disrupted", 1, 42, b"RU", poison, [], lambda _: False)
+    dead = outcome.dead_letter
+    assert dead is not None
+    assert dead.value is None
+    headers = dict(dead.headers)
+    assert headers["dlq_value_bytes"] == b"1000000"
+    assert (headers["dlq_topic"], headers["dlq_partition"], headers["dlq_offset"]) == (
+        b"t.account-disrupted", b"1", b"42",
+    )  # fmt: skip
+    assert b"the limit is" in headers["dlq_reason"]
+    small = proc.process("t.account-disrupted", 1, 43, b"RU", b"{", [], lambda _: False)
+    assert small.dead_letter is not None
+    assert small.dead_letter.value == b"{"
+    assert "dlq_value_bytes" not in dict(small.dead_letter.headers)
+
+
 def test_processor_survives_its_own_bugs(monkeypatch: pytest.MonkeyPatch) -> None:
     proc = _processor()
 
@@ -198,8 +248,6 @@ def test_counted_facts_round_trip_as_json() -> None:
     import orjson
 
     assert Counted(*orjson.loads(orjson.dumps(list(counted)))) == counted
-    assert isinstance(UUID(str(account().event_id)), UUID)
-    assert dt.timedelta(milliseconds=H) == dt.timedelta(hours=1)
 
 
 def test_app_creates_a_missing_data_dir(tmp_path: Path) -> None:
