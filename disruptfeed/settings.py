@@ -3,6 +3,8 @@
 Every value comes from a ``DISRUPTFEED_*`` environment variable (or a ``.env`` file in the working
 directory), falling back to defaults that run the whole product on one machine: an embedded broker
 on 127.0.0.1, state under the user's data directory, and jars cached outside the repository.
+``DISRUPTFEED_NO_ENV_FILE=1`` skips the ``.env`` file (the test suite sets it, so a developer's
+``.env`` never leaks into a test).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 def _xdg(var: str, fallback: str) -> Path:
@@ -33,6 +35,20 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DISRUPTFEED_", env_file=".env", extra="ignore", frozen=True
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, without the ``.env`` file when DISRUPTFEED_NO_ENV_FILE is set."""
+        if os.environ.get("DISRUPTFEED_NO_ENV_FILE", "").strip() not in ("", "0", "false"):
+            return init_settings, env_settings, file_secret_settings
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     # --- Kafka connection ----------------------------------------------------------------------
     bootstrap_servers: str | None = Field(

@@ -24,7 +24,15 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from disruptfeed.errors import DecodeError, FieldProblem, SchemaValidationError
-from schemas._events import Event, EventBase
+from schemas._events import (
+    SCHEMA_VERSION,
+    AccountDisrupted,
+    Actor,
+    Event,
+    EventBase,
+    NetworkIdentified,
+    ReportReleased,
+)
 from schemas._types import EventType
 
 CONTENT_TYPE: Final = "application/json"
@@ -33,6 +41,11 @@ MAX_EVENT_BYTES: Final = 64 * 1024
 """Largest encoded event accepted. Real events are under 2 KiB; anything bigger is a mistake."""
 
 _TAGS: Final = frozenset(get_args(EventType))
+_BY_TYPE: Final[dict[str, type[EventBase]]] = {
+    "account.disrupted": AccountDisrupted,
+    "network.identified": NetworkIdentified,
+    "report.released": ReportReleased,
+}
 
 
 def ce_type(event_type: str, version: int = 1) -> str:
@@ -95,8 +108,11 @@ class EventCodec:
         ]
 
     # --- decoding ----------------------------------------------------------------------------
-    def decode(self, data: bytes | str) -> Event:
+    def decode(self, data: bytes | str, *, reader: bool = False) -> Event:
         """Validate one JSON document into an event.
+
+        Producers validate strictly (the default). With ``reader``, a document of a newer
+        schema version is accepted without the fields this version does not define.
 
         Raises:
             DecodeError: the bytes are not a UTF-8 JSON object, or too large.
@@ -108,11 +124,20 @@ class EventCodec:
                 [FieldProblem("", f"event is {size} bytes; the limit is {MAX_EVENT_BYTES}")]
             )
         try:
-            return self._adapter.validate_json(data)
-        except ValidationError as exc:
-            if exc.errors()[0]["type"] == "json_invalid":
-                raise DecodeError([_json_problem(data, exc)]) from None
-            raise SchemaValidationError(_problems(exc)) from None
+            return self._adapter.validate_json(data, context=_READER if reader else None)
+        except ValidationError as first:
+            exc = first
+        # Only a failed read pays for a look at the version: the common case costs nothing.
+        if reader and exc.errors()[0]["type"] != "json_invalid":
+            known = _known_fields_of_newer(data)
+            if known is not None:
+                try:
+                    return self._adapter.validate_json(known, context=_READER)
+                except ValidationError as second:
+                    exc = second
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise DecodeError([_json_problem(data, exc)]) from None
+        raise SchemaValidationError(_problems(exc)) from None
 
     def decode_record(
         self, value: bytes | None, headers: Iterable[tuple[str, bytes]] = ()
@@ -120,7 +145,7 @@ class EventCodec:
         """Decode a Kafka record and check that its CloudEvents headers agree with the body."""
         if value is None:
             raise DecodeError([FieldProblem("", "record has no value (tombstone)")])
-        event = self.decode(value)
+        event = self.decode(value, reader=True)
         for name, raw in headers:
             if name == "ce_id" and raw != str(event.event_id).encode():
                 raise SchemaValidationError(
@@ -144,6 +169,30 @@ class EventCodec:
     def dumps(self, obj: Any) -> bytes:
         """Orjson for any other JSON the project writes (alerts, exports, summaries)."""
         return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+_READER: Final = {"reader": True}
+
+
+def _known_fields_of_newer(data: bytes | str) -> bytes | None:
+    """A newer-version document without the fields this version's model does not define.
+
+    None when the document is not of a newer version (or not an object of a known type).
+    Filtering the JSON and validating it again keeps pydantic's JSON mode (and strictness).
+    """
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    version, cls = doc.get("schema_version"), _BY_TYPE.get(str(doc.get("type")))
+    if not isinstance(version, int) or version <= SCHEMA_VERSION or cls is None:
+        return None
+    known = {k: v for k, v in doc.items() if k in cls.model_fields}
+    if isinstance(known.get("actor"), dict):
+        known["actor"] = {k: v for k, v in known["actor"].items() if k in Actor.model_fields}
+    return orjson.dumps(known)
 
 
 def _json_problem(data: bytes | str, exc: ValidationError) -> FieldProblem:

@@ -2,6 +2,11 @@
 
 Every event is self-contained: the Kafka value holds the whole document below, and the CloudEvents
 headers repeat the envelope so that routers can act without parsing the body.
+
+Schema evolution: producers write the current ``SCHEMA_VERSION`` with no field the models do not
+define (``extra="forbid"``). Readers are tolerant (``codec.decode_record``): a record of a *newer*
+version is read without the fields this version does not know; a current-version record with an
+unknown field is still bad.
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ import datetime as dt
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from schemas._types import (
     Activity,
@@ -39,6 +52,10 @@ SCHEMA_VERSION = 1
 # strict: a JSON "5" is not 5 and a number is not a timestamp; in JSON input pydantic still
 # accepts ISO 8601 strings for datetimes and dates, and canonical strings for UUIDs.
 _FROZEN = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+def _reading(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get("reader"))
 
 
 class Actor(BaseModel):
@@ -64,7 +81,14 @@ class EventBase(BaseModel):
 
     event_id: UUID = Field(description="Unique id; also the idempotency key downstream.")
     type: EventType
-    schema_version: Literal[1] = Field(default=1, description="Version of this event's schema.")
+    schema_version: int = Field(
+        default=SCHEMA_VERSION,
+        ge=1,
+        description=(
+            f"Version of this event's schema. Producers write {SCHEMA_VERSION}; readers accept "
+            "higher versions and ignore the fields they do not know."
+        ),
+    )
     occurred_at: AwareDatetime = Field(description="When it happened (event time), with offset.")
     recorded_at: AwareDatetime = Field(description="When the publisher recorded it, with offset.")
     source: ShortText = Field(
@@ -74,6 +98,16 @@ class EventBase(BaseModel):
     synthetic: bool = Field(
         default=False, description="True for generated events (samples, tests, benchmarks)."
     )
+
+    @field_validator("schema_version")
+    @classmethod
+    def _current_unless_reading(cls, value: int, info: ValidationInfo) -> int:
+        if value != SCHEMA_VERSION and not _reading(info):
+            raise ValueError(
+                f"Input should be {SCHEMA_VERSION}: producers write schema version "
+                f"{SCHEMA_VERSION} (readers accept newer ones)"
+            )
+        return value
 
     @property
     def region(self) -> str:

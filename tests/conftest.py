@@ -10,6 +10,7 @@ All three are real Kafka; there is no fake broker.
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import subprocess
 import uuid
@@ -22,6 +23,11 @@ from disruptfeed.settings import Settings
 from disruptfeed.topics import create_topics
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A developer's .env must not change what a test (or a CLI it starts) sees.
+    os.environ["DISRUPTFEED_NO_ENV_FILE"] = "1"
 
 
 def _docker_answers() -> bool:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import copy
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from schemas import (
     export,
     json_schemas,
 )
-from tests._asyncapi_spec import asyncapi_schema, asyncapi_validator, cache_path
+from tests._asyncapi_spec import asyncapi_schema, cache_path
 from tests.factories import account, network, report
 
 pytestmark = pytest.mark.unit
@@ -167,11 +166,6 @@ def test_spec_helper_fails_with_an_install_hint_without_npm(
     assert not cache_path().exists()
 
 
-@pytest.fixture(scope="module")
-def official() -> Draft7Validator:
-    return asyncapi_validator()
-
-
 def _refs(node: Any) -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -205,48 +199,6 @@ def _doc_validator(doc: dict[str, Any], pointer: str) -> Draft7Validator:
         registry=registry,
         format_checker=Draft7Validator.FORMAT_CHECKER,
     )
-
-
-@pytest.mark.parametrize(
-    "settings",
-    [
-        _settings(),
-        _settings(bootstrap_servers=None),
-        _settings(
-            bootstrap_servers="b1.example.net:9093, b2.example.net:9093",
-            security_protocol="SASL_SSL",
-            sasl_mechanism="SCRAM-SHA-512",
-        ),
-    ],
-    ids=["plaintext", "embedded", "sasl-ssl-two-brokers"],
-)
-def test_asyncapi_document_is_valid_against_official_schema(
-    official: Draft7Validator, settings: Settings
-) -> None:
-    doc = asyncapi_document(settings)
-    errors = [f"{list(e.absolute_path)}: {e.message[:300]}" for e in official.iter_errors(doc)]
-    assert errors == []
-    assert doc["asyncapi"] == "3.0.0"
-    hosts = [server["host"] for server in doc["servers"].values()]
-    assert hosts == [host.strip() for host in settings.bootstrap.split(",")]
-
-
-def test_official_schema_rejects_a_broken_channel(official: Draft7Validator) -> None:
-    doc = asyncapi_document(_settings())
-    assert official.is_valid(doc)
-    broken = copy.deepcopy(doc)
-    broken["channels"]["accountDisrupted"]["address"] = 42
-    errors = list(official.iter_errors(broken))
-    assert [list(e.absolute_path) for e in errors] == [["channels", "accountDisrupted"]]
-
-
-def test_official_schema_rejects_a_bare_ref_as_kafka_key(official: Draft7Validator) -> None:
-    # Why the export wraps key references in allOf: a bare {"$ref"} matches both alternatives
-    # of the Kafka message binding's oneOf (Reference and Schema) and so fails it.
-    doc = asyncapi_document(_settings())
-    kafka = doc["components"]["messages"]["accountDisrupted"]["bindings"]["kafka"]
-    kafka["key"] = {"$ref": "#/components/schemas/Region"}
-    assert not official.is_valid(doc)
 
 
 def test_server_and_security_follow_settings() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
@@ -102,3 +104,15 @@ def test_event_topics_keep_everything() -> None:
         assert specs[name].config["retention.ms"] == "-1"
         assert specs[name].config["cleanup.policy"] == "delete"
         assert specs[name].partitions == 4
+
+
+def test_the_env_file_is_read_unless_switched_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("DISRUPTFEED_TOPIC_PREFIX=from-dotenv\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISRUPTFEED_TOPIC_PREFIX", raising=False)
+    assert os.environ["DISRUPTFEED_NO_ENV_FILE"] == "1"  # set for the whole test session
+    assert Settings().topic_prefix == "disruptfeed"
+    monkeypatch.setenv("DISRUPTFEED_NO_ENV_FILE", "0")
+    assert Settings().topic_prefix == "from-dotenv"
