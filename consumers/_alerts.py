@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from disruptfeed._aiokafka import start_consumer_client
+from disruptfeed._aiokafka import start_consumer_client, stop_client
 from disruptfeed.errors import BrokerNotRunningError
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS
@@ -39,7 +39,7 @@ async def read_alerts(
     try:
         await start_consumer_client(consumer)
     except KafkaConnectionError as exc:
-        await consumer.stop()
+        await stop_client(consumer)
         raise BrokerNotRunningError.at(settings.bootstrap) from exc
     try:
         topic = settings.topic(ALERTS)
@@ -60,4 +60,4 @@ async def read_alerts(
                     except ValidationError as exc:
                         log.warning("skipping invalid alert at offset %d: %s", record.offset, exc)
     finally:
-        await consumer.stop()
+        await stop_client(consumer)

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from consumers._kafka import partitions_of, read_to_end, start_consumer, start_producer
 from consumers._webhooks import check_endpoint, new_secret
+from disruptfeed._aiokafka import stop_client
 from disruptfeed.errors import NotFoundError
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS, DELIVERIES, SUBSCRIPTIONS
@@ -72,7 +73,7 @@ class SubscriptionRegistry:
                 await self._follow
             self._follow = None
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_client(self._consumer)
             self._consumer = None
 
     async def sync(self) -> None:
@@ -288,7 +289,7 @@ class SubscriptionAdmin:
                     with contextlib.suppress(ValidationError):
                         found.append(DeliveryAttempt.model_validate_json(record.value))
         finally:
-            await consumer.stop()
+            await stop_client(consumer)
         found.sort(key=lambda a: a.at)
         return found[-limit:] if limit else found
 
@@ -306,4 +307,4 @@ class SubscriptionAdmin:
             ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
             return {tp.partition: offset for tp, offset in ends.items()}
         finally:
-            await consumer.stop()
+            await stop_client(consumer)

@@ -33,6 +33,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from consumers._kafka import partitions_of, start_consumer
+from disruptfeed._aiokafka import stop_client
 from disruptfeed.errors import BrokerNotRunningError, ConfigurationError, InvalidEventError
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS, event_types_by_topic
@@ -222,7 +223,7 @@ async def _stream(request: web.Request, kind: str) -> web.StreamResponse:
         index_of = {tp: key for key, tp in parts.items()}
         return await _serve(request, settings, consumer, index_of, position, matcher)
     finally:
-        await consumer.stop()
+        await stop_client(consumer)  # a handler is cancelled when its client goes away
 
 
 async def _serve(

@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 from uuid import UUID
 
-from disruptfeed._aiokafka import start_consumer_client
+from disruptfeed._aiokafka import start_consumer_client, stop_client
 from disruptfeed.errors import BrokerNotRunningError, ConfigurationError, InvalidEventError
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import EVENT_TOPICS
@@ -170,14 +170,14 @@ class Subscription:
         try:
             await start_consumer_client(consumer)
         except KafkaConnectionError as exc:
-            await consumer.stop()
+            await stop_client(consumer)
             raise BrokerNotRunningError.at(self._settings.bootstrap) from exc
         self._consumer = consumer
         try:
             await self._assign_or_subscribe(consumer, TopicPartition)
         except BaseException:
             self._consumer = None
-            await consumer.stop()
+            await stop_client(consumer)
             raise
 
     async def _assign_or_subscribe(self, consumer: Any, topic_partition: Any) -> None:
@@ -229,7 +229,7 @@ class Subscription:
             if self._group_id is not None:
                 await self._commit(consumer)
         finally:
-            await consumer.stop()
+            await stop_client(consumer)
 
     async def __aenter__(self) -> Self:
         await self.start()

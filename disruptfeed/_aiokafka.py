@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["start_consumer_client", "start_producer_client"]
+__all__ = ["start_consumer_client", "start_producer_client", "stop_client"]
 
 import asyncio
 from typing import Any
@@ -25,11 +25,28 @@ async def start_producer_client(producer: Any) -> None:
     await _started(producer)
 
 
+async def stop_client(client: Any) -> None:
+    """``client.stop()``; if a cancellation cuts it short, its connections are closed anyway.
+
+    A stop cancelled midway (an HTTP handler whose client went away, then a server shutdown,
+    each cancelling it) leaves the client's broker connections open, to leak as unclosed
+    sockets. They are closed synchronously then, before the cancellation goes on. No new task
+    is started: one started during a shutdown would be cancelled before it ran.
+    """
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        inner = getattr(client, "_client", None)  # aiokafka has no public way to reach them
+        for conn in list(getattr(inner, "_conns", {}).values()):
+            conn.close()
+        raise
+
+
 async def _started(client: Any) -> None:
     # A start that fails after bootstrap connected (a timeout, a cancellation, a version
     # lookup error) leaves that connection open unless stop() runs: aiokafka #1130.
     try:
         await client.start()
     except BaseException:
-        await asyncio.shield(client.stop())
+        await stop_client(client)
         raise

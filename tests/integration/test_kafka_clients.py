@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from consumers._kafka import start_consumer
+from disruptfeed._aiokafka import stop_client
 from disruptfeed.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -23,4 +25,23 @@ async def test_a_consumer_stopped_right_after_start_closes_its_connections(
     for _ in range(3):
         consumer = await start_consumer(settings)
         await consumer.stop()
-        assert not consumer._client._conns
+        assert consumer._closed
+
+
+async def test_a_stop_cancelled_midway_still_closes_the_connections(
+    make_settings: SettingsFactory,
+) -> None:
+    # What a live-stream handler goes through when its client goes away and then the server
+    # shuts down: its stop is cancelled, more than once. A plain consumer.stop() leaks the
+    # connection then (this test fails with it); it is how test_streams leaked one in CI.
+    settings = await make_settings()
+    consumer = await start_consumer(settings)
+    await consumer.topics()  # a metadata request: an open connection to the broker
+    assert consumer._client._conns
+    stopping = asyncio.create_task(stop_client(consumer))
+    for _ in range(5):  # the handler's client went away, then the server shuts down, ...
+        await asyncio.sleep(0)
+        stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping  # the cancellation goes on, once the stop is done
+    assert not [c for c in consumer._client._conns.values() if c.connected()]
