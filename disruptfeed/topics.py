@@ -16,6 +16,7 @@ __all__ = [
     "EVENT_TOPICS",
     "SUBSCRIPTIONS",
     "TopicSpec",
+    "cluster_id",
     "create_topics",
     "event_types_by_topic",
     "topic_for",
@@ -151,6 +152,26 @@ async def create_topics(settings: Settings, specs: list[TopicSpec] | None = None
         return {s.name: ("created" if s in missing else "exists") for s in specs}
     except KafkaError as exc:
         raise BrokerError(f"creating topics failed: {exc}") from exc
+    finally:
+        await admin.close()
+
+
+async def cluster_id(settings: Settings) -> str:
+    """The Kafka cluster id of the broker at ``settings.bootstrap``.
+
+    Raises:
+        BrokerNotRunningError: nothing answers at the bootstrap address.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaConnectionError
+
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:
+        raise BrokerNotRunningError.at(settings.bootstrap) from exc
+    try:
+        return str((await admin.describe_cluster())["cluster_id"])
     finally:
         await admin.close()
 

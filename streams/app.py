@@ -21,13 +21,15 @@ Design, and why:
 
 from __future__ import annotations
 
-__all__ = ["WorkerState", "create_app", "run_worker", "use_uvloop", "worker_state"]
+__all__ = ["WorkerState", "create_app", "run_worker", "state_dir", "use_uvloop", "worker_state"]
 
+import asyncio
 import contextlib
 import logging
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -36,10 +38,11 @@ from faust import streams as faust_streams
 
 from disruptfeed._loop import use_uvloop
 from disruptfeed.settings import Settings, get_settings
-from disruptfeed.topics import ALERTS, DEAD_LETTER, event_types_by_topic
+from disruptfeed.topics import ALERTS, DEAD_LETTER, cluster_id, event_types_by_topic
 from streams._alerts import alert_headers, alert_key, encode_alert
 from streams._engine import AlertEngine
 from streams._processor import Processor
+from streams._state import discard_stale_state
 from streams._views import register_views
 from streams._windows import Counted, CountStore
 
@@ -70,18 +73,36 @@ def _broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
 
-def create_app(settings: Settings | None = None) -> faust.App:
-    """Build the Faust app for these settings (the process-wide ones by default)."""
+def state_dir(settings: Settings, cluster: str | None) -> Path:
+    """Where a worker keeps its tables: one directory per Kafka cluster and app id.
+
+    Faust keeps one persisted changelog offset per table file; a file shared by two feeds (two
+    topic prefixes) or two clusters (a broker whose data was reset) holds offsets that do not
+    fit the other's changelog, and Faust stops at start with ConsistencyError, or, with a
+    lower offset, silently mixes the two feeds' state.
+    """
+    return (
+        settings.data_dir / "worker" / (cluster or "no-cluster") / f"{settings.topic_prefix}-worker"
+    )
+
+
+def create_app(settings: Settings | None = None, cluster: str | None = None) -> faust.App:
+    """Build the Faust app for these settings (the process-wide ones by default).
+
+    ``cluster`` is the Kafka cluster id, which names the state directory (:func:`state_dir`);
+    :func:`run_worker` looks it up.
+    """
     settings = settings or get_settings()
+    datadir = state_dir(settings, cluster)
     # Faust makes its own directory but not the parents (a fresh DISRUPTFEED_DATA_DIR).
-    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
+    datadir.mkdir(parents=True, exist_ok=True)
     topic_types = event_types_by_topic(settings)
     state = WorkerState(settings, Processor.for_settings(settings))
     app = faust.App(
         f"{settings.topic_prefix}-worker",
         broker=_broker_urls(settings.bootstrap),
         store=settings.worker_store,
-        datadir=str(settings.data_dir / "worker"),
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
@@ -243,8 +264,14 @@ def _headers(raw: Any) -> list[tuple[str, bytes]]:
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run a worker in this process until SIGTERM or Ctrl-C, then shut down cleanly."""
+    cluster = asyncio.run(cluster_id(settings))
+    if settings.worker_store.startswith("rocksdb"):
+        app_id = f"{settings.topic_prefix}-worker"
+        asyncio.run(discard_stale_state(settings, state_dir(settings, cluster), app_id))
     use_uvloop()
-    worker = faust.Worker(create_app(settings), loglevel=loglevel, redirect_stdouts=False)
+    app = create_app(settings, cluster)
+    log.info("worker state in %s", state_dir(settings, cluster))
+    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
     # Faust's terminal spinner turns the root logger to DEBUG so that it spins on every record:
     # building a debug record per sent message cost ~8% of the worker's time (py-spy).
     worker.spinner = None

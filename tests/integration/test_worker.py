@@ -12,6 +12,7 @@ import sys
 import urllib.parse
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -326,3 +327,90 @@ async def test_worker_killed_mid_stream_ends_exact(
     redelivered = before["processed"] + after["processed"] - len(stream.events)
     assert redelivered > 0, (before, after)
     assert after["duplicates"] >= redelivered
+
+
+async def test_a_worker_for_a_new_prefix_on_the_same_machine_starts_clean(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    # Tried as a new user would: one feed, stopped, then another on the same data directory.
+    # Before, the second crashed at start with Faust's ConsistencyError (the first feed's
+    # persisted changelog offsets were read against the second feed's empty changelog).
+    state_dir = tmp_path / "worker"
+    for seed in (5, 6):
+        settings = await make_settings(grace_seconds=3_600)
+        stream = stream_truth.generate(steps=300, seed=seed)
+        await _publish(settings, stream.events)
+        worker = WorkerProcess(settings, state_dir)
+
+        def run(worker: WorkerProcess = worker, stream: Any = stream) -> None:
+            worker.start()
+            try:
+                worker.wait_healthy()
+                worker.wait_for(
+                    lambda: worker.get("/counts") == stream.expected_counts(), "exact counts"
+                )
+            finally:
+                worker.stop()
+
+        await asyncio.to_thread(run)
+    dirs = sorted(p.relative_to(state_dir) for p in (state_dir / "worker").glob("*/*"))
+    assert len(dirs) == 2, dirs  # one state directory per cluster and app id
+
+
+async def test_state_past_its_changelog_is_discarded_with_one_warning(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    # The changelog (and the group's offsets) deleted under a worker's feet, as after a reset
+    # of the broker's data that kept its cluster id: the local RocksDB state now describes a
+    # history the cluster does not have. Before, the worker stopped with ConsistencyError.
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    settings = await make_settings(grace_seconds=3_600)
+    stream = stream_truth.generate(steps=300, seed=9)
+    await _publish(settings, stream.events)
+    state_dir = tmp_path / "worker"
+    first = WorkerProcess(settings, state_dir)
+
+    def run(worker: WorkerProcess) -> None:
+        worker.start()
+        try:
+            worker.wait_healthy()
+            worker.wait_for(
+                lambda: worker.get("/counts") == stream.expected_counts(), "exact counts"
+            )
+        finally:
+            worker.stop()
+
+    await asyncio.to_thread(run, first)
+    app_id = f"{settings.topic_prefix}-worker"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        changelogs = [t for t in await admin.list_topics() if t.startswith(f"{app_id}-")]
+        assert changelogs
+        await admin.delete_topics(changelogs)
+    finally:
+        await admin.close()
+    # And the group's source offsets back to 0, so the rebuilt tables can be exact again.
+    rewind = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap, group_id=app_id, enable_auto_commit=False
+    )
+    await start_consumer_client(rewind)
+    try:
+        from aiokafka import TopicPartition
+
+        sources = [
+            TopicPartition(settings.topic(name), p)
+            for name in ("account-disrupted", "network-identified", "report-released")
+            for p in range(settings.partitions)
+        ]
+        rewind.assign(sources)
+        await rewind.commit(dict.fromkeys(sources, 0))
+    finally:
+        await rewind.stop()
+
+    second = WorkerProcess(settings, state_dir)
+    await asyncio.to_thread(run, second)  # healthy, and exact again from the source topics
+    log = second.log_path.read_text()
+    assert log.count("discarding the local worker state in") == 1, second.tail()
+    assert "ConsistencyError" not in log

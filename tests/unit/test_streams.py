@@ -254,8 +254,8 @@ def test_app_creates_a_missing_data_dir(tmp_path: Path) -> None:
     from streams.app import create_app
 
     data = tmp_path / "does" / "not" / "exist"
-    app = create_app(Settings(data_dir=data, worker_store="memory://", topic_prefix="unit"))
-    assert (data / "worker").is_dir()
+    app = create_app(Settings(data_dir=data, worker_store="memory://", topic_prefix="unit"), "c1")
+    assert (data / "worker" / "c1" / "unit-worker").is_dir()
     assert app.conf.id == "unit-worker"
 
 
