@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from disruptfeed._aiokafka import start_consumer_client, start_producer_client
+from disruptfeed._aiokafka import cluster_metadata, start_consumer_client, start_producer_client
 from disruptfeed.errors import BrokerNotRunningError, ConfigurationError
 from disruptfeed.settings import Settings
 
@@ -65,7 +65,7 @@ async def partitions_of(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     while True:
-        cluster = await consumer._client.fetch_all_metadata()
+        cluster = await cluster_metadata(consumer)
         parts = cluster.partitions_for_topic(topic)
         if parts or loop.time() >= deadline:
             break

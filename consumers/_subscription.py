@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 from uuid import UUID
 
-from disruptfeed._aiokafka import start_consumer_client, stop_client
+from disruptfeed._aiokafka import cluster_metadata, start_consumer_client, stop_client
 from disruptfeed.errors import BrokerNotRunningError, ConfigurationError, InvalidEventError
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import EVENT_TOPICS
@@ -182,7 +182,7 @@ class Subscription:
 
     async def _assign_or_subscribe(self, consumer: Any, topic_partition: Any) -> None:
         # A fresh cluster snapshot: the client's cached metadata may not know new topics yet.
-        cluster = await consumer._client.fetch_all_metadata()
+        cluster = await cluster_metadata(consumer)
         missing = [t for t in self._topics if t not in cluster.topics()]
         if missing:
             raise ConfigurationError(

@@ -1,8 +1,15 @@
-"""Work-arounds for aiokafka defects, in one place so they can go when aiokafka is fixed."""
+"""Work-arounds for aiokafka defects, and the only uses of its private API, in one place.
+
+aiokafka has no public call for a fresh snapshot of the cluster's metadata (``topics()``
+fetches one and keeps only the names; ``partitions_for_topic`` reads a cache that knows only
+topics already in use) nor for a client's open connections. Both are reached here, through
+``consumer._client``; aiokafka is pinned to 0.14.x in pyproject.toml for it, and
+tests/unit/test_compat.py fails if those attributes move.
+"""
 
 from __future__ import annotations
 
-__all__ = ["start_consumer_client", "start_producer_client", "stop_client"]
+__all__ = ["cluster_metadata", "start_consumer_client", "start_producer_client", "stop_client"]
 
 import asyncio
 from typing import Any
@@ -23,6 +30,11 @@ async def start_consumer_client(consumer: Any) -> None:
 async def start_producer_client(producer: Any) -> None:
     """``producer.start()``, stopping it again when the start fails (see :func:`_started`)."""
     await _started(producer)
+
+
+async def cluster_metadata(client: Any) -> Any:
+    """A fresh ``ClusterMetadata`` of the cluster, fetched through a consumer or producer."""
+    return await client._client.fetch_all_metadata()
 
 
 async def stop_client(client: Any) -> None:

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import orjson
 
+from disruptfeed._aiokafka import cluster_metadata
 from disruptfeed.errors import ConfigurationError
 from disruptfeed.settings import Settings
 from disruptfeed.topics import EVENT_TOPICS
@@ -108,7 +109,7 @@ class SequenceStore:
 
         if self.reconciled:
             return
-        cluster = await consumer._client.fetch_all_metadata()
+        cluster = await cluster_metadata(consumer)
         parts = []
         for name in EVENT_TOPICS:
             topic = settings.topic(name)

@@ -24,9 +24,7 @@ from __future__ import annotations
 __all__ = ["WorkerState", "create_app", "run_worker", "state_dir", "use_uvloop", "worker_state"]
 
 import asyncio
-import contextlib
 import logging
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,13 +32,13 @@ from typing import Any
 from uuid import UUID
 
 import faust
-from faust import streams as faust_streams
 
 from disruptfeed._loop import use_uvloop
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import ALERTS, DEAD_LETTER, cluster_id, event_types_by_topic
 from streams._alerts import alert_headers, alert_key, encode_alert
 from streams._engine import AlertEngine
+from streams._faust import as_current as _as_current
 from streams._processor import Processor
 from streams._state import discard_stale_state
 from streams._views import register_views
@@ -237,22 +235,6 @@ def _stored_facts(rows: Iterable[tuple[Any, Any]], seen: set[int]) -> Iterator[C
         elif value:  # a row of the first release: key = event id, value = its facts
             seen.add(UUID(key).int)
             yield Counted(*value)
-
-
-@contextlib.contextmanager
-def _as_current(event: Any) -> Iterator[None]:
-    """Make ``event`` Faust's current event while a table is written in this task.
-
-    Faust writes a table row to the changelog partition of the current event, which stream
-    iteration sets per record. ``take_events`` hands the agent a batch instead, so the agent names
-    the record each write belongs to. The context variable is the task's own: the stream's
-    drainer task, which sets its own, is unaffected.
-    """
-    token = faust_streams._current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        faust_streams._current_event.reset(token)
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes]]:

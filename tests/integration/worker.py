@@ -25,7 +25,14 @@ POLL_SECONDS = 0.2
 class WorkerProcess:
     """``disruptfeed worker`` in a subprocess, with its own port, state dir and log file."""
 
-    def __init__(self, settings: Settings, state_dir: Path, rules: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        state_dir: Path,
+        rules: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.extra_env = env or {}
         self.settings = settings
         self.port = free_port()
         self.state_dir = state_dir
@@ -47,6 +54,7 @@ class WorkerProcess:
         }
         if self.rules is not None:
             env["DISRUPTFEED_RULES_FILE"] = str(self.rules)
+        env.update(self.extra_env)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
