@@ -142,6 +142,20 @@ class Processor:
             max_future_ms=settings.max_future_skew_seconds * 1000,
         )
 
+    def rebuilt(self) -> None:
+        """Rebuild the sweep state after ``store`` and ``engine`` came back from the tables.
+
+        Sweeps re-evaluate only the episodes of regions known to be on the partition whose
+        stream time moved; without this, episodes restored after a restart or a rebalance were
+        never swept again, and a restored firing alert never resolved.
+        """
+        self._swept.clear()
+        self._partition_of = {
+            region: int(source.rsplit(":", 1)[1])
+            for (region, _), source in self.store.sources().items()
+            if source
+        }
+
     def process(
         self,
         topic: str,

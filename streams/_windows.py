@@ -149,6 +149,10 @@ class CountStore:
         hi = bisect.bisect_right(series.times, now)
         return sum(series.accounts[lo:hi])
 
+    def sources(self) -> dict[tuple[str, str], str]:
+        """(region, event type) -> the topic-partition its events come from ('' if only late)."""
+        return {key: series.source for key, series in self._series.items()}
+
     def regions(self) -> list[str]:
         """Every region with at least one counted event, sorted."""
         return sorted({region for region, _ in self._series})

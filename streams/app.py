@@ -155,8 +155,14 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
         engine = AlertEngine(state.processor.engine.rules)
         engine.restore(dict(episodes.items()))
         state.processor.engine = engine
+        state.processor.rebuilt()  # sweeps know the restored episodes' partitions again
         state.recovered = True
         log.info("rebuilt counts from %d stored events", state.restored_events)
+
+    @app.on_partitions_revoked.connect
+    async def recovering(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # A rebalance: /health says 'recovering' until on_recover has rebuilt the state.
+        state.recovered = False
 
     sinks = _Sinks(events, episodes, dead_letter, alerts)
 

@@ -189,6 +189,38 @@ def test_a_dead_letter_too_big_to_copy_keeps_a_reference_instead() -> None:
     assert "dlq_value_bytes" not in dict(small.dead_letter.headers)
 
 
+def test_restored_firing_episodes_still_resolve_after_a_restart() -> None:
+    from streams._rules import ThresholdRule
+
+    rule = ThresholdRule(
+        name="ru-1h", event_type="account.disrupted", window="1h", threshold=2,
+        regions=("RU",), severity="critical",
+    )  # fmt: skip
+    settings = Settings(topic_prefix="t")
+    topics = {settings.topic("account-disrupted"): "account.disrupted"}
+
+    def fresh() -> Processor:
+        return Processor(CountStore(grace_ms=H), AlertEngine(RuleSet(rules=(rule,))), topics)
+
+    def feed(proc: Processor, region: str, minutes: int, offset: int) -> Any:
+        value = codec.encode(account(region, minutes=minutes))
+        return proc.process("t.account-disrupted", 0, offset, region.encode(), value, [],
+                            lambda _: False)  # fmt: skip
+
+    first = fresh()
+    stored = [feed(first, "RU", minutes, i) for i, minutes in enumerate((0, 10))]
+    assert [(a.region, a.status) for a in stored[1].alerts] == [("RU", "firing")]
+
+    # A restart: the counts and the episodes come back from the tables, nothing else.
+    second = fresh()
+    second.store.restore([o.counted for o in stored])
+    second.engine.restore(first.engine.state())
+    second.rebuilt()
+    # Three hours later on the same partition, another region's event moves stream time on.
+    later = feed(second, "CN", 190, 2)
+    assert [(a.region, a.status) for a in later.alerts] == [("RU", "resolved")]
+
+
 def test_processor_survives_its_own_bugs(monkeypatch: pytest.MonkeyPatch) -> None:
     proc = _processor()
 
