@@ -36,10 +36,11 @@ import faust
 from disruptfeed._loop import use_uvloop
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import ALERTS, DEAD_LETTER, cluster_id, event_types_by_topic
+from schemas import DLQ_VALUE_BYTES_HEADER
 from streams._alerts import alert_headers, alert_key, encode_alert
 from streams._engine import AlertEngine
 from streams._faust import as_current as _as_current
-from streams._processor import Processor
+from streams._processor import Processor, dead_letter_headers
 from streams._state import discard_stale_state
 from streams._views import register_views
 from streams._windows import Counted, CountStore
@@ -188,47 +189,67 @@ class _Sinks:
 
 
 async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) -> None:
-    """Count a batch of source records: dead letters, alerts and one table row per partition."""
-    processor, seen = state.processor, state.seen
-    events, episodes = sinks.events, sinks.episodes
+    """Count a batch of source records: dead letters, alerts and one table row per partition.
+
+    A record whose handling fails (a sink refused it, say) is dead-lettered with the exception
+    as its reason, by reference, and the rest of the batch is still counted: Faust acknowledges
+    the whole batch whatever happens, so an exception escaping here would lose all of it.
+    """
     rows: dict[int, tuple[Any, list[list[Any]]]] = {}
     for record in batch:
-        msg = record.message
-        outcome = processor.process(
-            msg.topic,
-            msg.partition,
-            msg.offset,
-            msg.key,
-            msg.value,
-            _headers(msg.headers),
-            seen=seen.__contains__,
-            timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
-        )
-        if outcome.dead_letter is not None:
-            dl = outcome.dead_letter
-            await sinks.dead_letter.send(key=dl.key, value=dl.value or b"", headers=dl.headers)
-            continue
-        if outcome.counted is not None and outcome.event is not None:
-            event_id = outcome.event.event_id
-            seen.add(event_id.int)
-            row = [str(event_id), *outcome.counted]
-            rows.setdefault(msg.partition, (record, []))[1].append(row)
-        for alert in outcome.alerts:
-            # Only the episodes this event changed are written, one table row each.
-            key = alert.fingerprint
-            current = processor.engine.episode_state(key)
-            with _as_current(record):
-                if current is not None:
-                    episodes[key] = current
-                elif key in episodes:
-                    del episodes[key]
-            await sinks.alerts.send(
-                key=alert_key(alert), value=encode_alert(alert), headers=alert_headers(alert)
-            )
+        try:
+            await _count_one(state, sinks, record, rows)
+        except Exception as exc:
+            msg = record.message
+            log.exception("could not handle %s[%d]@%d; dead-lettered", msg.topic, msg.partition,
+                          msg.offset)  # fmt: skip
+            reasons = dead_letter_headers(msg.topic, msg.partition, msg.offset, exc)
+            reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(msg.value or b"")).encode()))
+            await sinks.dead_letter.send(key=msg.key, value=b"", headers=reasons)
     for first, facts in rows.values():
         with _as_current(first):
             msg = first.message
-            events[f"{msg.topic}:{msg.partition}:{msg.offset}"] = facts
+            sinks.events[f"{msg.topic}:{msg.partition}:{msg.offset}"] = facts
+
+
+async def _count_one(
+    state: WorkerState, sinks: _Sinks, record: Any, rows: dict[int, tuple[Any, list[list[Any]]]]
+) -> None:
+    processor, seen, episodes = state.processor, state.seen, sinks.episodes
+    msg = record.message
+    outcome = processor.process(
+        msg.topic,
+        msg.partition,
+        msg.offset,
+        msg.key,
+        msg.value,
+        _headers(msg.headers),
+        seen=seen.__contains__,
+        timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
+    )
+    if outcome.dead_letter is not None:
+        dl = outcome.dead_letter
+        await sinks.dead_letter.send(key=dl.key, value=dl.value or b"", headers=dl.headers)
+        return
+    for alert in outcome.alerts:
+        # The alert is acknowledged before its episode row is written: killed in between, the
+        # record (not committed) is read again and raises the same alert, same id, again;
+        # the other way round, a restored episode would hide a transition nobody received.
+        sent = await sinks.alerts.send(
+            key=alert_key(alert), value=encode_alert(alert), headers=alert_headers(alert)
+        )
+        await sent
+        key = alert.fingerprint
+        current = processor.engine.episode_state(key)
+        with _as_current(record):
+            if current is not None:
+                episodes[key] = current
+            elif key in episodes:
+                del episodes[key]
+    if outcome.counted is not None and outcome.event is not None:
+        event_id = outcome.event.event_id
+        seen.add(event_id.int)
+        rows.setdefault(msg.partition, (record, []))[1].append([str(event_id), *outcome.counted])
 
 
 def _stored_facts(rows: Iterable[tuple[Any, Any]], seen: set[int]) -> Iterator[Counted]:

@@ -304,3 +304,55 @@ def test_stored_rows_rebuild_counts_and_ids_in_both_row_shapes() -> None:
     seen: set[int] = set()
     assert list(_stored_facts(rows, seen)) == [new, new, old]
     assert seen == {1, 2, 3}
+
+
+async def test_a_record_whose_alert_cannot_be_sent_is_dead_lettered_and_the_batch_goes_on() -> None:
+    from streams._rules import ThresholdRule
+    from streams.app import WorkerState, _count_batch, _Sinks
+
+    rule = ThresholdRule(
+        name="ng-now", event_type="account.disrupted", window="1h", threshold=1,
+        regions=("NG",), severity="critical",
+    )  # fmt: skip
+    settings = Settings(topic_prefix="t")
+    topics = {settings.topic("account-disrupted"): "account.disrupted"}
+    processor = Processor(CountStore(grace_ms=H), AlertEngine(RuleSet(rules=(rule,))), topics)
+    state = WorkerState(settings, processor)
+
+    class Sent:
+        def __await__(self) -> Any:
+            return iter(())
+
+    class Topic:
+        def __init__(self, fail: bool = False) -> None:
+            self.fail = fail
+            self.sent: list[tuple[Any, Any, dict[str, bytes]]] = []
+
+        async def send(self, *, key: Any, value: Any, headers: Any) -> Sent:
+            if self.fail:
+                raise RuntimeError("the broker said no")
+            self.sent.append((key, value, dict(headers)))
+            return Sent()
+
+    class Record:
+        def __init__(self, event: Any, offset: int) -> None:
+            self.message = type("Message", (), {
+                "topic": "t.account-disrupted", "partition": 0, "offset": offset,
+                "key": event.region.encode(), "value": codec.encode(event), "headers": [],
+                "timestamp": None,
+            })  # fmt: skip
+
+    dead, alerts = Topic(), Topic(fail=True)
+    events: dict[str, Any] = {}
+    episodes: dict[str, Any] = {}
+    batch = [Record(account("RU"), 0), Record(account("NG"), 1), Record(account("CN"), 2)]
+    await _count_batch(state, _Sinks(events, episodes, dead, alerts), batch)
+
+    [(key, value, headers)] = dead.sent  # the NG record, whose alert could not be sent
+    assert key == b"NG"
+    assert value == b""
+    assert headers["dlq_offset"] == b"1"
+    assert b"RuntimeError" in headers["dlq_error_type"]
+    assert b"the broker said no" in headers["dlq_reason"]
+    [rows] = events.values()  # one row for the partition, holding the other two events
+    assert sorted(facts[2] for facts in rows) == ["CN", "RU"]
