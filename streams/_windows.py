@@ -149,6 +149,10 @@ class CountStore:
         hi = bisect.bisect_right(series.times, now)
         return sum(series.accounts[lo:hi])
 
+    def _series_now(self, series: _Series) -> int:
+        # A series of late events only has no partition of its own: the latest stream time.
+        return self._watermarks.get(series.source, self.now_ms)
+
     def sources(self) -> dict[tuple[str, str], str]:
         """(region, event type) -> the topic-partition its events come from ('' if only late)."""
         return {key: series.source for key, series in self._series.items()}
@@ -162,14 +166,16 @@ class CountStore:
     ) -> dict[str, dict[str, dict[str, int]]]:
         """``region -> event type -> {"1h", "24h", "7d", "total"}``.
 
-        The windows end at ``now_ms`` (default: the current stream time); ``total`` is every
-        event counted so far, whatever ``now_ms``.
+        The windows end at ``now_ms`` if given, else at each series' own stream time: the
+        watermark of the partition its events come from, the "now" the alert rules read it at,
+        so a region's counts and its alerts agree however far other partitions are ahead.
+        ``total`` is every event counted so far, whatever ``now_ms``.
         """
-        now = self.now_ms if now_ms is None else now_ms
         out: dict[str, dict[str, dict[str, int]]] = {}
         for (reg, event_type), series in sorted(self._series.items()):
             if region is not None and reg != region:
                 continue
+            now = self._series_now(series) if now_ms is None else now_ms
             row: dict[str, int] = {
                 name: self.count(reg, event_type, size, now) for name, size in WINDOWS.items()
             }
@@ -179,11 +185,11 @@ class CountStore:
 
     def detail(self, region: str | None = None) -> dict[str, dict[str, dict[str, object]]]:
         """Like :meth:`snapshot`, plus late events and account sums per window."""
-        now = self.now_ms
         out: dict[str, dict[str, dict[str, object]]] = {}
         for reg, types in self.snapshot(region).items():
             for event_type, row in types.items():
                 series = self._series[(reg, event_type)]
+                now = self._series_now(series)
                 accounts: dict[str, int] = {
                     n: self.accounts(reg, event_type, s, now) for n, s in WINDOWS.items()
                 }

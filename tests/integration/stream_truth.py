@@ -13,6 +13,8 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
+from aiokafka.partitioner import murmur2
+
 from schemas import AccountDisrupted, Actor, EventBase, NetworkIdentified, ReportReleased
 
 T0 = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
@@ -32,10 +34,18 @@ class GeneratedStream:
     def unique(self) -> dict[uuid.UUID, EventBase]:
         return {e.event_id: e for e in self.events}
 
-    def expected_counts(self) -> dict[str, dict[str, dict[str, int]]]:
+    def expected_counts(self, partitions: int = 3) -> dict[str, dict[str, dict[str, int]]]:
+        """Windows end at each series' stream time: the latest on-time event of its partition.
+
+        A series' partition is its event type's topic and the partition Kafka's default
+        partitioner gives the region key (murmur2), as the feed's producer sends it.
+        """
         unique = self.unique()
         on_time = [e for e in unique.values() if e.event_id not in self.late_ids]
-        now = max(e.occurred_at for e in on_time)
+        marks: dict[tuple[str, int], dt.datetime] = {}
+        for event in on_time:
+            source = _source(event, partitions)
+            marks[source] = max(marks.get(source, event.occurred_at), event.occurred_at)
         out: dict[str, dict[str, dict[str, int]]] = {}
         for event in unique.values():
             row = out.setdefault(event.region, {}).setdefault(
@@ -44,6 +54,7 @@ class GeneratedStream:
             row["total"] += 1
             if event.event_id in self.late_ids:
                 continue
+            now = marks[_source(event, partitions)]
             for name, size in WINDOWS.items():
                 if now - size < event.occurred_at <= now:
                     row[name] += 1
@@ -56,6 +67,10 @@ class GeneratedStream:
             event = unique[event_id]
             late[(event.region, event.type)] = late.get((event.region, event.type), 0) + 1
         return late
+
+
+def _source(event: EventBase, partitions: int) -> tuple[str, int]:
+    return event.type, (murmur2(event.region.encode()) & 0x7FFFFFFF) % partitions
 
 
 def _actor(region: str) -> Actor:

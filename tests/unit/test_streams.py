@@ -70,13 +70,11 @@ def test_lateness_follows_the_partition_watermark() -> None:
 
 def test_restore_is_independent_of_row_order() -> None:
     rng = random.Random(1)
+    # A region's events travel on one partition (its key's), so each series has one source.
+    regions = [rng.choice(["RU", "CN"]) for _ in range(2_000)]
     rows = [
-        _counted(
-            rng.uniform(0, 60 * 24 * 30),
-            region=rng.choice(["RU", "CN"]),
-            source=f"s:{rng.randrange(2)}",
-        )
-        for _ in range(2_000)
+        _counted(rng.uniform(0, 60 * 24 * 30), region=r, source=f"s:{int(r == 'CN')}")
+        for r in regions
     ]
     a = CountStore(grace_ms=H, retain_ms=8 * 24 * H)
     b = CountStore(grace_ms=H, retain_ms=8 * 24 * H)
@@ -356,3 +354,34 @@ async def test_a_record_whose_alert_cannot_be_sent_is_dead_lettered_and_the_batc
     assert b"the broker said no" in headers["dlq_reason"]
     [rows] = events.values()  # one row for the partition, holding the other two events
     assert sorted(facts[2] for facts in rows) == ["CN", "RU"]
+
+
+def test_counts_and_alerts_agree_when_partitions_are_at_different_stream_times() -> None:
+    from streams._rules import ThresholdRule
+
+    rule = ThresholdRule(
+        name="ru-1h", event_type="account.disrupted", window="1h", threshold=2,
+        regions=("RU",), severity="critical",
+    )  # fmt: skip
+    settings = Settings(topic_prefix="t")
+    topics = {settings.topic("account-disrupted"): "account.disrupted"}
+    proc = Processor(CountStore(grace_ms=H), AlertEngine(RuleSet(rules=(rule,))), topics)
+
+    def feed(region: str, partition: int, minutes: int, offset: int) -> Any:
+        value = codec.encode(account(region, minutes=minutes))
+        return proc.process("t.account-disrupted", partition, offset, region.encode(), value,
+                            [], lambda _: False)  # fmt: skip
+
+    fired = [feed("RU", 0, minutes, i) for i, minutes in enumerate((0, 10))]
+    assert [a.status for a in fired[1].alerts] == ["firing"]
+    feed("CN", 1, 600, 0)  # partition 1 is ten hours ahead
+    # RU's alert still fires at its partition's stream time, and /counts says why.
+    assert [a.region for a in proc.engine.active()] == ["RU"]
+    snapshot = proc.store.snapshot()
+    assert snapshot["RU"]["account.disrupted"]["1h"] == 2
+    assert snapshot["CN"]["account.disrupted"]["1h"] == 1
+    accounts = proc.store.detail()["RU"]["account.disrupted"]["accounts"]
+    assert isinstance(accounts, dict)
+    assert accounts["1h"] == 6
+    # An explicit time still ends every window then.
+    assert proc.store.snapshot(now_ms=_ms(600))["RU"]["account.disrupted"]["1h"] == 0
