@@ -6,7 +6,8 @@
 - ``GET /stats`` -> counts plus late events and account sums, and worker totals
 - ``GET /alerts`` -> the alerts firing now
 - ``GET /health`` -> ``{"status": "ok" | "recovering", ...}``
-Windows end at stream time (the latest event time seen), reported as ``stream_time``.
+Each series' windows end at its own partition's stream time (the latest event time seen there),
+the "now" the alert rules read it at; ``stream_time`` is the latest of those.
 Every route but ``/health`` needs ``Authorization: Bearer <token>`` (:mod:`disruptfeed.auth`).
 """
 
