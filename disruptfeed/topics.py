@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from disruptfeed.errors import BrokerError, BrokerNotRunningError
 from disruptfeed.settings import Settings
@@ -126,15 +126,11 @@ async def create_topics(settings: Settings, specs: list[TopicSpec] | None = None
         BrokerNotRunningError: nothing answers at the bootstrap address.
         BrokerError: the broker refused to create a topic.
     """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaConnectionError, KafkaError
+    from aiokafka.admin import NewTopic
+    from aiokafka.errors import KafkaError
 
     specs = topic_specs(settings) if specs is None else specs
-    admin = AIOKafkaAdminClient(**settings.client_kwargs())
-    try:
-        await admin.start()
-    except KafkaConnectionError as exc:
-        raise BrokerNotRunningError.at(settings.bootstrap) from exc
+    admin = await _admin(settings)
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
@@ -162,6 +158,15 @@ async def cluster_id(settings: Settings) -> str:
     Raises:
         BrokerNotRunningError: nothing answers at the bootstrap address.
     """
+    admin = await _admin(settings)
+    try:
+        return str((await admin.describe_cluster())["cluster_id"])
+    finally:
+        await admin.close()
+
+
+async def _admin(settings: Settings) -> Any:
+    """A started admin client (BrokerNotRunningError when nothing answers)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaConnectionError
 
@@ -169,11 +174,9 @@ async def cluster_id(settings: Settings) -> str:
     try:
         await admin.start()
     except KafkaConnectionError as exc:
-        raise BrokerNotRunningError.at(settings.bootstrap) from exc
-    try:
-        return str((await admin.describe_cluster())["cluster_id"])
-    finally:
         await admin.close()
+        raise BrokerNotRunningError.at(settings.bootstrap) from exc
+    return admin
 
 
 def _topic_errors(response: object) -> list[tuple[str, int, str]]:

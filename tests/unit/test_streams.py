@@ -187,18 +187,21 @@ def test_a_dead_letter_too_big_to_copy_keeps_a_reference_instead() -> None:
     assert "dlq_value_bytes" not in dict(small.dead_letter.headers)
 
 
-def test_restored_firing_episodes_still_resolve_after_a_restart() -> None:
+def _threshold_processor(region: str, threshold: int) -> Processor:
+    """A processor on 't.account-disrupted' with one rule: ``threshold`` in 1h for ``region``."""
     from streams._rules import ThresholdRule
 
     rule = ThresholdRule(
-        name="ru-1h", event_type="account.disrupted", window="1h", threshold=2,
-        regions=("RU",), severity="critical",
+        name=f"{region.lower()}-1h", event_type="account.disrupted", window="1h",
+        threshold=threshold, regions=(region,), severity="critical",
     )  # fmt: skip
-    settings = Settings(topic_prefix="t")
-    topics = {settings.topic("account-disrupted"): "account.disrupted"}
+    topics = {Settings(topic_prefix="t").topic("account-disrupted"): "account.disrupted"}
+    return Processor(CountStore(grace_ms=H), AlertEngine(RuleSet(rules=(rule,))), topics)
 
+
+def test_restored_firing_episodes_still_resolve_after_a_restart() -> None:
     def fresh() -> Processor:
-        return Processor(CountStore(grace_ms=H), AlertEngine(RuleSet(rules=(rule,))), topics)
+        return _threshold_processor("RU", 2)
 
     def feed(proc: Processor, region: str, minutes: int, offset: int) -> Any:
         value = codec.encode(account(region, minutes=minutes))
@@ -305,17 +308,9 @@ def test_stored_rows_rebuild_counts_and_ids_in_both_row_shapes() -> None:
 
 
 async def test_a_record_whose_alert_cannot_be_sent_is_dead_lettered_and_the_batch_goes_on() -> None:
-    from streams._rules import ThresholdRule
     from streams.app import WorkerState, _count_batch, _Sinks
 
-    rule = ThresholdRule(
-        name="ng-now", event_type="account.disrupted", window="1h", threshold=1,
-        regions=("NG",), severity="critical",
-    )  # fmt: skip
-    settings = Settings(topic_prefix="t")
-    topics = {settings.topic("account-disrupted"): "account.disrupted"}
-    processor = Processor(CountStore(grace_ms=H), AlertEngine(RuleSet(rules=(rule,))), topics)
-    state = WorkerState(settings, processor)
+    state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
 
     class Sent:
         def __await__(self) -> Any:
@@ -357,15 +352,7 @@ async def test_a_record_whose_alert_cannot_be_sent_is_dead_lettered_and_the_batc
 
 
 def test_counts_and_alerts_agree_when_partitions_are_at_different_stream_times() -> None:
-    from streams._rules import ThresholdRule
-
-    rule = ThresholdRule(
-        name="ru-1h", event_type="account.disrupted", window="1h", threshold=2,
-        regions=("RU",), severity="critical",
-    )  # fmt: skip
-    settings = Settings(topic_prefix="t")
-    topics = {settings.topic("account-disrupted"): "account.disrupted"}
-    proc = Processor(CountStore(grace_ms=H), AlertEngine(RuleSet(rules=(rule,))), topics)
+    proc = _threshold_processor("RU", 2)
 
     def feed(region: str, partition: int, minutes: int, offset: int) -> Any:
         value = codec.encode(account(region, minutes=minutes))
