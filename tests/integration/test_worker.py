@@ -12,7 +12,6 @@ import sys
 import urllib.parse
 from collections import Counter
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import pytest
@@ -334,6 +333,16 @@ async def test_worker_killed_mid_stream_ends_exact(
     assert after["duplicates"] >= after["restored_events"] > 0, after
 
 
+def _run_to_exact_counts(worker: WorkerProcess, stream: stream_truth.GeneratedStream) -> None:
+    """Start the worker, wait until its counts are the stream's truth, stop it."""
+    worker.start()
+    try:
+        worker.wait_healthy()
+        worker.wait_for(lambda: worker.get("/counts") == stream.expected_counts(), "exact counts")
+    finally:
+        worker.stop()
+
+
 async def test_a_worker_for_a_new_prefix_on_the_same_machine_starts_clean(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> None:
@@ -346,18 +355,7 @@ async def test_a_worker_for_a_new_prefix_on_the_same_machine_starts_clean(
         stream = stream_truth.generate(steps=300, seed=seed)
         await _publish(settings, stream.events)
         worker = WorkerProcess(settings, state_dir)
-
-        def run(worker: WorkerProcess = worker, stream: Any = stream) -> None:
-            worker.start()
-            try:
-                worker.wait_healthy()
-                worker.wait_for(
-                    lambda: worker.get("/counts") == stream.expected_counts(), "exact counts"
-                )
-            finally:
-                worker.stop()
-
-        await asyncio.to_thread(run)
+        await asyncio.to_thread(_run_to_exact_counts, worker, stream)
     dirs = sorted(p.relative_to(state_dir) for p in (state_dir / "worker").glob("*/*"))
     assert len(dirs) == 2, dirs  # one state directory per cluster and app id
 
@@ -375,18 +373,7 @@ async def test_state_past_its_changelog_is_discarded_with_one_warning(
     await _publish(settings, stream.events)
     state_dir = tmp_path / "worker"
     first = WorkerProcess(settings, state_dir)
-
-    def run(worker: WorkerProcess) -> None:
-        worker.start()
-        try:
-            worker.wait_healthy()
-            worker.wait_for(
-                lambda: worker.get("/counts") == stream.expected_counts(), "exact counts"
-            )
-        finally:
-            worker.stop()
-
-    await asyncio.to_thread(run, first)
+    await asyncio.to_thread(_run_to_exact_counts, first, stream)
     app_id = f"{settings.topic_prefix}-worker"
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
     await admin.start()
@@ -415,7 +402,9 @@ async def test_state_past_its_changelog_is_discarded_with_one_warning(
         await rewind.stop()
 
     second = WorkerProcess(settings, state_dir)
-    await asyncio.to_thread(run, second)  # healthy, and exact again from the source topics
+    await asyncio.to_thread(
+        _run_to_exact_counts, second, stream
+    )  # healthy, and exact again from the source topics
     log = second.log_path.read_text()
     assert log.count("discarding the local worker state in") == 1, second.tail()
     assert "ConsistencyError" not in log
