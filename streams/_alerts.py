@@ -180,6 +180,7 @@ class Lifecycle:
     def __init__(self, repeat_ms: int | None) -> None:
         self.repeat_ms = repeat_ms
         self.episodes: dict[str, Episode] = {}
+        self._changed: dict[str, None] = {}  # an ordered set: fingerprints to persist
 
     def step(self, fresh: Episode, now_ms: int, fp: str | None = None) -> list[Alert]:
         """Fold a new evaluation into its fingerprint's episode; return the messages it causes.
@@ -205,6 +206,7 @@ class Lifecycle:
             if due and ep.holds(now_ms):
                 ep = ep.replace(last_sent_ms=now_ms, repeats=ep.repeats + 1)
                 out.append(ep.alert(fp, "firing"))
+        self._changed[fp] = None
         if ep.holds(now_ms):
             self.episodes[fp] = ep
             return out
@@ -224,6 +226,8 @@ class Lifecycle:
         ep = self.episodes[fp]
         repeat_due = self.repeat_ms is not None and now_ms - ep.last_sent_ms >= self.repeat_ms
         if ep.holds(now_ms) and not repeat_due:
+            # Only the evaluation time moved: not a change worth persisting (a restored
+            # episode evaluated again at this time reaches the same result).
             self.episodes[fp] = ep.replace(last_eval_ms=now_ms)
             return []
         return self.step(ep.replace(last_eval_ms=now_ms), now_ms, fp)
@@ -231,8 +235,18 @@ class Lifecycle:
     def end(self, fp: str, now_ms: int, why: str) -> Alert:
         """Resolve an episode unconditionally (its rule is gone), ``why`` going in the summary."""
         ep = self.episodes.pop(fp)
+        self._changed[fp] = None
         ended = ep.replace(last_eval_ms=now_ms, summary=f"{ep.summary}; {why}")
         return ended.alert(fp, "resolved", ends_ms=now_ms)
+
+    def take_changes(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """Episodes changed since the last call, as ``(fingerprint, state or None if ended)``.
+
+        What the worker persists with the records that caused the changes.
+        """
+        changes = [(fp, self.episode_state(fp)) for fp in self._changed]
+        self._changed.clear()
+        return changes
 
     def ordered(self, where: Callable[[str, str], bool] | None = None) -> list[tuple[str, Episode]]:
         """The episodes, by start then fingerprint: the same order on every run.
@@ -273,3 +287,4 @@ class Lifecycle:
                 raise ValueError(f"state entry {fp!r} is not the fingerprint of its labels")
             episodes[fp] = ep
         self.episodes = episodes
+        self._changed.clear()

@@ -128,6 +128,10 @@ class AlertEngine:
         """One :meth:`state` entry, or None when no episode of that fingerprint is live."""
         return self._life.episode_state(fingerprint)
 
+    def take_changes(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """Episodes changed since the last call: ``(fingerprint, state or None if ended)``."""
+        return self._life.take_changes()
+
     def restore(self, state: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the engine's memory with a :meth:`state` result (ValueError if malformed)."""
         self._life.restore(state)

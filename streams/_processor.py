@@ -7,7 +7,7 @@ lateness from the source partition's watermark; count; evaluate alert rules.
 
 from __future__ import annotations
 
-__all__ = ["DeadLetter", "Outcome", "Processor", "dead_letter_headers"]
+__all__ = ["DeadLetter", "Outcome", "Processor", "Stats", "dead_letter_headers"]
 
 import collections
 import logging
@@ -88,6 +88,9 @@ class Outcome:
     duplicate: bool = False
     dead_letter: DeadLetter | None = None
     alerts: list[Alert] = field(default_factory=list)
+    internal_error: bool = False
+    """The dead letter is for a bug of the worker's, which may have left the record half
+    applied to the counts or episodes (bad input is refused before it changes anything)."""
 
 
 @dataclass(slots=True)
@@ -186,16 +189,18 @@ class Processor:
             return self._process(topic, partition, headers, value, seen, timestamp_ms)
         except InvalidEventError as exc:
             error: Exception = exc
+            internal = False
         except Exception as exc:
             log.exception("internal error on %s[%d]@%d; dead-lettered", topic, partition, offset)
-            error = exc
+            error, internal = exc, True
         self.stats.dead_lettered += 1
         reasons = dead_letter_headers(topic, partition, offset, error)
         size = len(value or b"") + sum(len(k) + len(v) for k, v in headers)
         if size > DLQ_MAX_COPY:
             reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(value or b"")).encode()))
-            return Outcome(dead_letter=DeadLetter(key, None, reasons))
-        return Outcome(dead_letter=DeadLetter(key, value, [*headers, *reasons]))
+            return Outcome(dead_letter=DeadLetter(key, None, reasons), internal_error=internal)
+        dead = DeadLetter(key, value, [*headers, *reasons])
+        return Outcome(dead_letter=dead, internal_error=internal)
 
     def _process(
         self,

@@ -12,8 +12,9 @@ Design, and why:
   the counted facts of each event with its id. The rows are the source of truth for counts and
   for the set of counted ids; they reach the changelog before the batch's offsets are committed,
   so a crashed worker recovers exactly the events it counted and re-reads the rest, skipping any
-  already counted. (One row per event capped the worker at ~3,500 events/s: a changelog send and
-  a RocksDB write per event.)
+  already counted. The same row carries the alert episodes its events changed, so restored
+  episodes always match restored counts (see ``_Row``). (One row per event capped the worker at
+  ~3,500 events/s: a changelog send and a RocksDB write per event.)
 - Counts and the counted-id set are rebuilt in memory from the table after every recovery
   (``on_recover``) and kept by :class:`streams.CountStore`; Faust's windowed tables are not used
   (see the project's notes).
@@ -21,14 +22,23 @@ Design, and why:
 
 from __future__ import annotations
 
-__all__ = ["WorkerState", "create_app", "run_worker", "state_dir", "use_uvloop", "worker_state"]
+__all__ = [
+    "WorkerState",
+    "create_app",
+    "restore_state",
+    "run_worker",
+    "state_dir",
+    "use_uvloop",
+    "worker_state",
+]
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import faust
@@ -40,7 +50,7 @@ from schemas import DLQ_VALUE_BYTES_HEADER
 from streams._alerts import alert_headers, alert_key, encode_alert
 from streams._engine import AlertEngine
 from streams._faust import as_current as _as_current
-from streams._processor import Processor, dead_letter_headers
+from streams._processor import Processor, Stats, dead_letter_headers
 from streams._state import discard_stale_state
 from streams._views import register_views
 from streams._windows import Counted, CountStore
@@ -148,16 +158,7 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
     @events.on_recover
     async def rebuild() -> None:
         # Recovery (re)fills the tables for the partitions this worker owns; state follows them.
-        store = CountStore(grace_ms=settings.grace_seconds * 1000)
-        seen: set[int] = set()
-        state.restored_events = store.restore(_stored_facts(events.items(), seen))
-        state.seen = seen
-        state.processor.store = store
-        engine = AlertEngine(state.processor.engine.rules)
-        engine.restore(dict(episodes.items()))
-        state.processor.engine = engine
-        state.processor.rebuilt()  # sweeps know the restored episodes' partitions again
-        state.recovered = True
+        restore_state(state, events.items(), episodes.items())
         log.info("rebuilt counts from %d stored events", state.restored_events)
 
     @app.on_partitions_revoked.connect
@@ -188,34 +189,108 @@ class _Sinks:
     alerts: Any
 
 
+class _Row:
+    """What one batch writes for one source partition: one ``events`` table row.
+
+    Value ``{"events": [[event id, *counted facts], ...], "episodes": {fingerprint: [offset,
+    episode or None]}}``: the events counted and the alert episodes they changed, with the
+    source offset of the record that last changed each. One row is one changelog record, so a
+    kill keeps both or neither: restored episodes always match the restored counts. (Episodes
+    written to a table of their own, after each alert, could survive a kill that the events of
+    their batch did not; re-read, those events then started the episode again, and the feed
+    published a transition the history does not have.)
+    """
+
+    __slots__ = ("episodes", "events", "first")
+
+    def __init__(self, first: Any) -> None:
+        self.first = first
+        self.events: list[list[Any]] = []
+        self.episodes: dict[str, list[Any]] = {}
+
+    def value(self) -> dict[str, Any]:
+        return {"events": self.events, "episodes": self.episodes}
+
+
 async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) -> None:
     """Count a batch of source records: dead letters, alerts and one table row per partition.
 
-    A record whose handling fails (a sink refused it, say) is dead-lettered with the exception
-    as its reason, by reference, and the rest of the batch is still counted: Faust acknowledges
-    the whole batch whatever happens, so an exception escaping here would lose all of it.
+    Every alert is acknowledged before the row that records its transition is written: killed
+    in between, the records (not committed) are read again from the restored state and raise
+    the same alerts, same ids, again.
+
+    A record whose handling fails (a sink still refused it after retries, say) is dead-lettered
+    with the exception as its reason, by reference, and the rest of the batch is still counted:
+    Faust acknowledges the whole batch whatever happens, so an exception escaping here would
+    lose all of it. The failed record had already changed the counts and episodes in memory, so
+    they are rebuilt from the tables and the batch's earlier records replayed (without sending
+    again): memory then holds what a restart would restore. Failures are rare; a rebuild costs
+    a read of the tables.
     """
-    rows: dict[int, tuple[Any, list[list[Any]]]] = {}
-    for record in batch:
+    rows: dict[int, _Row] = {}
+    stats = dataclasses.replace(state.processor.stats)
+    failed: set[int] = set()
+    for i, record in enumerate(batch):
         try:
             await _count_one(state, sinks, record, rows)
         except Exception as exc:
-            msg = record.message
-            log.exception("could not handle %s[%d]@%d; dead-lettered", msg.topic, msg.partition,
-                          msg.offset)  # fmt: skip
-            reasons = dead_letter_headers(msg.topic, msg.partition, msg.offset, exc)
-            reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(msg.value or b"")).encode()))
-            await sinks.dead_letter.send(key=msg.key, value=b"", headers=reasons)
-    for first, facts in rows.values():
-        with _as_current(first):
-            msg = first.message
-            sinks.events[f"{msg.topic}:{msg.partition}:{msg.offset}"] = facts
+            if not isinstance(exc, _HalfApplied):
+                msg = record.message
+                log.exception("could not handle %s[%d]@%d; dead-lettered", msg.topic,
+                              msg.partition, msg.offset)  # fmt: skip
+                reasons = dead_letter_headers(msg.topic, msg.partition, msg.offset, exc)
+                reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(msg.value or b"")).encode()))
+                await _send(sinks.dead_letter, key=msg.key, value=b"", headers=reasons)
+            failed.add(i)
+            rows = await _replayed(state, sinks, [r for j, r in enumerate(batch[:i])
+                                                  if j not in failed], stats)  # fmt: skip
+            state.processor.stats.processed += len(failed)
+            state.processor.stats.dead_lettered += len(failed)
+    for row in rows.values():
+        with _as_current(row.first):
+            msg = row.first.message
+            sinks.events[f"{msg.topic}:{msg.partition}:{msg.offset}"] = row.value()
+
+
+async def _replayed(
+    state: WorkerState, sinks: _Sinks, records: Sequence[Any], stats: Stats
+) -> dict[int, _Row]:
+    """The state from the tables, then ``records`` counted again without sending anything."""
+    restore_state(state, sinks.events.items(), sinks.episodes.items())
+    state.processor.stats = dataclasses.replace(stats)
+    rows: dict[int, _Row] = {}
+    for record in records:
+        await _count_one(state, sinks, record, rows, send=False)
+    return rows
+
+
+class _HalfApplied(Exception):
+    """A record was dead-lettered by the processor after a bug of ours may have half applied it."""
+
+
+_SEND_ATTEMPTS: Final = 6
+"""Tries of a send whose error is retriable (a leader moving, a broker restarting) before the
+record is given up as failed: 0.2 s doubling, about 6 s in all, on top of the producer's own."""
+
+
+async def _send(topic: Any, *, key: Any, value: bytes, headers: Any) -> None:
+    """Send one record and wait for its acknowledgement, retrying retriable errors."""
+    for attempt in range(_SEND_ATTEMPTS):
+        try:
+            sent = await topic.send(key=key, value=value, headers=headers)
+            await sent
+            return
+        except Exception as exc:
+            if not getattr(exc, "retriable", False) or attempt == _SEND_ATTEMPTS - 1:
+                raise
+            log.warning("send to %s failed (%s); retrying", getattr(topic, "name", topic), exc)
+            await asyncio.sleep(0.2 * 2**attempt)  # backoff between tries, not a wait for a state
 
 
 async def _count_one(
-    state: WorkerState, sinks: _Sinks, record: Any, rows: dict[int, tuple[Any, list[list[Any]]]]
+    state: WorkerState, sinks: _Sinks, record: Any, rows: dict[int, _Row], *, send: bool = True
 ) -> None:
-    processor, seen, episodes = state.processor, state.seen, sinks.episodes
+    processor, seen = state.processor, state.seen
     msg = record.message
     outcome = processor.process(
         msg.topic,
@@ -227,34 +302,81 @@ async def _count_one(
         seen=seen.__contains__,
         timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
     )
+    changes = processor.engine.take_changes()
     if outcome.dead_letter is not None:
         dl = outcome.dead_letter
-        await sinks.dead_letter.send(key=dl.key, value=dl.value or b"", headers=dl.headers)
-        return
-    for alert in outcome.alerts:
-        # The alert is acknowledged before its episode row is written: killed in between, the
-        # record (not committed) is read again and raises the same alert, same id, again;
-        # the other way round, a restored episode would hide a transition nobody received.
-        sent = await sinks.alerts.send(
-            key=alert_key(alert), value=encode_alert(alert), headers=alert_headers(alert)
-        )
-        await sent
-        key = alert.fingerprint
-        current = processor.engine.episode_state(key)
-        with _as_current(record):
-            if current is not None:
-                episodes[key] = current
-            elif key in episodes:
-                del episodes[key]
+        if send:
+            await _send(sinks.dead_letter, key=dl.key, value=dl.value or b"", headers=dl.headers)
+        if outcome.internal_error:
+            raise _HalfApplied
+    elif send:
+        for alert in outcome.alerts:
+            await _send(
+                sinks.alerts,
+                key=alert_key(alert),
+                value=encode_alert(alert),
+                headers=alert_headers(alert),
+            )
+    # Only once every send is acknowledged: a record that fails leaves no trace in the rows.
+    if changes or outcome.counted is not None:
+        row = rows.get(msg.partition)
+        if row is None:
+            row = rows[msg.partition] = _Row(record)
+        for fp, episode in changes:
+            row.episodes[fp] = [msg.offset, episode]
     if outcome.counted is not None and outcome.event is not None:
         event_id = outcome.event.event_id
         seen.add(event_id.int)
-        rows.setdefault(msg.partition, (record, []))[1].append([str(event_id), *outcome.counted])
+        rows[msg.partition].events.append([str(event_id), *outcome.counted])
 
 
-def _stored_facts(rows: Iterable[tuple[Any, Any]], seen: set[int]) -> Iterator[Counted]:
-    """The counted facts of ``events`` table rows, adding each event id to ``seen``."""
-    for key, value in rows:
+def restore_state(
+    state: WorkerState,
+    event_rows: Iterable[tuple[Any, Any]],
+    episode_rows: Iterable[tuple[Any, Any]],
+) -> None:
+    """Rebuild the counts, the counted ids and the alert episodes from the worker's tables.
+
+    ``episode_rows`` is the ``alert-episodes`` table, which releases before this one wrote;
+    the episodes in ``events`` rows (see :class:`_Row`) take precedence, the latest by source
+    offset for each fingerprint (each episode changes only with its own partition's records).
+    """
+    settings = state.settings
+    store = CountStore(grace_ms=settings.grace_seconds * 1000)
+    seen: set[int] = set()
+    latest: dict[str, tuple[int, dict[str, Any] | None]] = {}
+    state.restored_events = store.restore(_stored_facts(event_rows, seen, latest))
+    state.seen = seen
+    state.processor.store = store
+    episodes: dict[str, Any] = dict(episode_rows)
+    for fp, (_, episode) in latest.items():
+        if episode is None:
+            episodes.pop(fp, None)
+        else:
+            episodes[fp] = episode
+    engine = AlertEngine(state.processor.engine.rules)
+    engine.restore(episodes)
+    state.processor.engine = engine
+    state.processor.rebuilt()  # sweeps know the restored episodes' partitions again
+    state.recovered = True
+
+
+def _stored_facts(
+    rows: Iterable[tuple[Any, Any]],
+    seen: set[int],
+    episodes: dict[str, tuple[int, dict[str, Any] | None]] | None = None,
+) -> Iterator[Counted]:
+    """The counted facts of ``events`` table rows, adding each event id to ``seen``.
+
+    The rows' episode changes go to ``episodes`` (the latest by source offset), if given.
+    """
+    for key, row in rows:
+        value = row
+        if isinstance(row, dict):
+            for fp, (offset, episode) in row.get("episodes", {}).items():
+                if episodes is not None and offset >= episodes.get(fp, (-1, None))[0]:
+                    episodes[fp] = (offset, episode)
+            value = row.get("events")
         if value and isinstance(value[0], list):
             for event_id, *facts in value:
                 seen.add(UUID(event_id).int)

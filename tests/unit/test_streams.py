@@ -11,7 +11,7 @@ from uuid import UUID
 import pytest
 
 from disruptfeed.settings import Settings
-from schemas import codec
+from schemas import codec, decode_alert
 from streams import Counted, CountStore, Processor
 from streams._engine import AlertEngine
 from streams._rules import RuleSet
@@ -266,7 +266,7 @@ async def test_agent_counts_with_test_context() -> None:
     # One table row per partition per batch, holding each counted event's id and facts.
     table: Any = app.tables["events"]
     rows = dict(table.items())
-    stored = [fact for row in rows.values() for fact in row]
+    stored = [fact for row in rows.values() for fact in row["events"]]
     assert sorted(f[0] for f in stored) == sorted(str(e.event_id) for e in [*events, late_event])
     # Keyed topic:partition:offset of the row's first event (test_context's topic is internal).
     assert {key.rsplit(":", 2)[1] for key in rows} == {"0"}
@@ -307,38 +307,44 @@ def test_stored_rows_rebuild_counts_and_ids_in_both_row_shapes() -> None:
     assert seen == {1, 2, 3}
 
 
+class _Sent:
+    def __await__(self) -> Any:
+        return iter(())
+
+
+class _Topic:
+    """A sink topic that refuses its first ``fail`` sends with ``error``."""
+
+    def __init__(self, fail: int = 0, error: Exception | None = None) -> None:
+        self.fail, self.error = fail, error or RuntimeError("the broker said no")
+        self.sent: list[tuple[Any, Any, dict[str, bytes]]] = []
+
+    async def send(self, *, key: Any, value: Any, headers: Any) -> _Sent:
+        if self.fail:
+            self.fail -= 1
+            raise self.error
+        self.sent.append((key, value, dict(headers)))
+        return _Sent()
+
+
+class _Record:
+    def __init__(self, event: Any, offset: int) -> None:
+        self.message = type("Message", (), {
+            "topic": "t.account-disrupted", "partition": 0, "offset": offset,
+            "key": event.region.encode(), "value": codec.encode(event), "headers": [],
+            "timestamp": None,
+        })  # fmt: skip
+
+
 async def test_a_record_whose_alert_cannot_be_sent_is_dead_lettered_and_the_batch_goes_on() -> None:
     from streams.app import WorkerState, _count_batch, _Sinks
 
     state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
 
-    class Sent:
-        def __await__(self) -> Any:
-            return iter(())
-
-    class Topic:
-        def __init__(self, fail: bool = False) -> None:
-            self.fail = fail
-            self.sent: list[tuple[Any, Any, dict[str, bytes]]] = []
-
-        async def send(self, *, key: Any, value: Any, headers: Any) -> Sent:
-            if self.fail:
-                raise RuntimeError("the broker said no")
-            self.sent.append((key, value, dict(headers)))
-            return Sent()
-
-    class Record:
-        def __init__(self, event: Any, offset: int) -> None:
-            self.message = type("Message", (), {
-                "topic": "t.account-disrupted", "partition": 0, "offset": offset,
-                "key": event.region.encode(), "value": codec.encode(event), "headers": [],
-                "timestamp": None,
-            })  # fmt: skip
-
-    dead, alerts = Topic(), Topic(fail=True)
+    dead, alerts = _Topic(), _Topic(fail=99)
     events: dict[str, Any] = {}
     episodes: dict[str, Any] = {}
-    batch = [Record(account("RU"), 0), Record(account("NG"), 1), Record(account("CN"), 2)]
+    batch = [_Record(account("RU"), 0), _Record(account("NG"), 1), _Record(account("CN"), 2)]
     await _count_batch(state, _Sinks(events, episodes, dead, alerts), batch)
 
     [(key, value, headers)] = dead.sent  # the NG record, whose alert could not be sent
@@ -347,8 +353,60 @@ async def test_a_record_whose_alert_cannot_be_sent_is_dead_lettered_and_the_batc
     assert headers["dlq_offset"] == b"1"
     assert b"RuntimeError" in headers["dlq_error_type"]
     assert b"the broker said no" in headers["dlq_reason"]
-    [rows] = events.values()  # one row for the partition, holding the other two events
-    assert sorted(facts[2] for facts in rows) == ["CN", "RU"]
+    [row] = events.values()  # one row for the partition, holding the other two events
+    assert sorted(facts[2] for facts in row["events"]) == ["CN", "RU"]
+    # Nothing of the NG record stays behind: not in the row, not in memory.
+    assert row["episodes"] == {}
+    assert set(state.processor.store.snapshot()) == {"CN", "RU"}
+    assert state.processor.engine.active() == []
+    assert state.seen == {UUID(facts[0]).int for facts in row["events"]}
+    assert (state.processor.stats.counted, state.processor.stats.dead_lettered) == (2, 1)
+
+
+async def test_a_bug_half_way_through_a_record_leaves_no_trace_of_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams.app import WorkerState, _count_batch, _Sinks
+
+    state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
+    engine = state.processor.engine
+    real = engine.on_event
+
+    def broken(event: Any, *args: Any, **kwargs: Any) -> Any:
+        if event.region == "NG":
+            raise ZeroDivisionError("a bug after the count")
+        return real(event, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "on_event", broken)
+    dead, alerts = _Topic(), _Topic()
+    events: dict[str, Any] = {}
+    batch = [_Record(account("RU"), 0), _Record(account("NG"), 1), _Record(account("CN"), 2)]
+    await _count_batch(state, _Sinks(events, {}, dead, alerts), batch)
+
+    [(key, _, headers)] = dead.sent
+    assert (key, headers["dlq_error_type"]) == (b"NG", b"ZeroDivisionError")
+    [row] = events.values()
+    assert sorted(facts[2] for facts in row["events"]) == ["CN", "RU"]
+    # The bug struck after NG was counted: that count is undone, in memory as in the row.
+    assert set(state.processor.store.snapshot()) == {"CN", "RU"}
+
+
+async def test_a_retriable_send_error_is_retried_not_dead_lettered() -> None:
+    from aiokafka.errors import NotLeaderForPartitionError
+
+    from streams.app import WorkerState, _count_batch, _Sinks
+
+    state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
+    dead, alerts = _Topic(), _Topic(fail=2, error=NotLeaderForPartitionError())
+    events: dict[str, Any] = {}
+    await _count_batch(state, _Sinks(events, {}, dead, alerts), [_Record(account("NG"), 0)])
+    assert dead.sent == []
+    [(_, value, _)] = alerts.sent
+    assert decode_alert(value).region == "NG"
+    [row] = events.values()
+    [(offset, episode)] = row["episodes"].values()
+    assert offset == 0
+    assert episode["labels"]["region"] == "NG"
 
 
 def test_counts_and_alerts_agree_when_partitions_are_at_different_stream_times() -> None:

@@ -1,0 +1,207 @@
+"""A worker restarted at any point raises exactly the alerts of one that never stopped.
+
+A restart keeps only what the worker's tables hold: the counted facts of the events and every
+episode as of the last finished batch. The records after the last commit are read again; the
+ones already counted are duplicates. Without a broker, with the default rules over the sample:
+the processor alone, then the worker's own batch code killed after a random number of writes.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from aiokafka.partitioner import murmur2
+
+from disruptfeed.sample import build_sample
+from disruptfeed.settings import Settings
+from schemas import Alert, EventBase, codec
+from streams import Counted, Processor
+
+pytestmark = pytest.mark.unit
+
+PARTITIONS = 3
+SETTINGS = Settings(topic_prefix="t", worker_store="memory://")
+
+
+def _record(event: EventBase) -> tuple[str, int, bytes, bytes, list[tuple[str, bytes]]]:
+    topic = SETTINGS.topic(event.type.replace(".", "-"))
+    partition = (murmur2(event.region.encode()) & 0x7FFFFFFF) % PARTITIONS
+    return topic, partition, event.region.encode(), codec.encode(event), codec.headers(event)
+
+
+class _Run:
+    """One worker's life: a processor, its seen ids, and what its tables would hold."""
+
+    def __init__(self) -> None:
+        self.processor = Processor.for_settings(SETTINGS)
+        self.seen: set[int] = set()
+        self.facts: list[Counted] = []
+        self.alerts: list[Alert] = []
+
+    def feed(self, records: list[Any]) -> None:
+        for offset, (topic, partition, key, value, headers) in records:
+            out = self.processor.process(
+                topic, partition, offset, key, value, headers, self.seen.__contains__
+            )
+            assert out.dead_letter is None
+            self.alerts += out.alerts
+            if out.counted is not None and out.event is not None:
+                self.seen.add(out.event.event_id.int)
+                self.facts.append(out.counted)
+
+    def restarted(self) -> _Run:
+        """A new worker on this one's tables."""
+        new = _Run()
+        new.alerts = self.alerts
+        new.facts = list(self.facts)
+        new.seen = set(self.seen)
+        new.processor.store.restore(self.facts)
+        new.processor.engine.restore(self.processor.engine.state())
+        new.processor.rebuilt()
+        return new
+
+
+def _shuffled(records: list[Any], rng: random.Random) -> list[Any]:
+    """The records as a consumer may read them: each partition in its order, merged at random."""
+    logs: dict[tuple[str, int], list[Any]] = {}
+    for record in records:
+        logs.setdefault(record[1][:2], []).append(record)
+    heads = {key: 0 for key in logs}
+    out = []
+    while heads:
+        key = rng.choice(sorted(heads))
+        out.append(logs[key][heads[key]])
+        heads[key] += 1
+        if heads[key] == len(logs[key]):
+            del heads[key]
+    return out
+
+
+def _transitions(alerts: list[Alert]) -> set[Any]:
+    return {a.alert_id for a in alerts}
+
+
+def test_restarts_anywhere_raise_the_alerts_of_one_pass() -> None:
+    sample = build_sample()
+    # Published as the kill-loop test does: eleven interleaved passes over the history.
+    records = list(enumerate(_record(e) for i in range(11) for e in sample[i::11]))
+    one_pass = _Run()
+    one_pass.feed(records)
+    expected = _transitions(one_pass.alerts)
+    assert len({a.alert_id for a in one_pass.alerts if a.repeat == 0}) > 40
+
+    rng = random.Random(7)
+    for trial in range(40):
+        kills = sorted(rng.sample(range(1, len(records)), 10))
+        run, at = _Run(), 0
+        records = _shuffled(records, rng)
+        for kill in kills:
+            run.feed(records[at:kill])
+            run = run.restarted()
+            # The last commit was somewhere before the kill: those records come again.
+            at = max(0, kill - rng.randrange(0, 200))
+        run.feed(records[at:])
+        got = _transitions(run.alerts)
+        assert (expected - got, got - expected) == (set(), set()), f"trial {trial}: {kills}"
+        assert run.processor.store.snapshot() == one_pass.processor.store.snapshot()
+
+
+class _Killed(BaseException):
+    """The SIGKILL: nothing after it happens (a BaseException, so no handler catches it)."""
+
+
+class _Budget:
+    """How many more writes the process makes before it is killed."""
+
+    def __init__(self, writes: int) -> None:
+        self.left = writes
+
+    def spend(self) -> None:
+        if self.left == 0:
+            raise _Killed
+        self.left -= 1
+
+
+class _Table(dict[str, Any]):
+    """A table whose writes survive the kill that stops them (the changelog keeps them)."""
+
+    budget = _Budget(-1)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.budget.spend()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.budget.spend()
+        super().__delitem__(key)
+
+
+class _Topic:
+    def __init__(self, budget: _Budget) -> None:
+        self.budget = budget
+        self.sent: list[bytes] = []
+
+    async def send(self, *, key: Any, value: bytes, headers: Any) -> Any:
+        self.budget.spend()
+        self.sent.append(value)
+        return _Acked()
+
+
+class _Acked:
+    def __await__(self) -> Any:
+        return iter(())
+
+
+class _Record:
+    def __init__(self, offset: int, record: tuple[str, int, bytes, bytes, Any]) -> None:
+        topic, partition, key, value, headers = record
+        self.message: Any = type("Message", (), {
+            "topic": topic, "partition": partition, "offset": offset, "key": key,
+            "value": value, "headers": headers, "timestamp": None,
+        })  # fmt: skip
+
+
+async def test_a_worker_killed_at_any_write_publishes_the_alerts_of_one_pass() -> None:
+    """The real batch code, killed after a random number of writes, ten times over."""
+    from schemas import decode_alert
+    from streams.app import WorkerState, _count_batch, _Sinks, restore_state
+
+    sample = build_sample()
+    records = [_Record(o, _record(e)) for o, e in enumerate(x for i in range(11)
+                                                            for x in sample[i::11])]  # fmt: skip
+    one_pass = _Run()
+    one_pass.feed([(r.message.offset, _record_of(r)) for r in records])
+    expected = {a.alert_id for a in one_pass.alerts}
+
+    rng = random.Random(3)
+    for trial in range(15):
+        events, episodes = _Table(), _Table()
+        alerts = _Topic(_Budget(-1))
+        position, committed = 0, 0
+        for life in range(11):
+            budget = _Budget(-1 if life == 10 else rng.randrange(1, 120))
+            events.budget = episodes.budget = alerts.budget = budget
+            state = WorkerState(SETTINGS, Processor.for_settings(SETTINGS))
+            restore_state(state, events.items(), episodes.items())
+            position = committed  # the records after the last commit come again
+            try:
+                while position < len(records):
+                    batch = records[position : position + 50]
+                    sinks = _Sinks(events, episodes, _Topic(_Budget(-1)), alerts)
+                    await _count_batch(state, sinks, batch)
+                    position += len(batch)
+                    if rng.random() < 0.5:
+                        committed = position
+            except _Killed:
+                continue
+            break
+        got = {decode_alert(v).alert_id for v in alerts.sent}
+        assert (expected - got, got - expected) == (set(), set()), f"trial {trial}"
+        assert state.processor.store.snapshot() == one_pass.processor.store.snapshot()
+
+
+def _record_of(record: _Record) -> tuple[str, int, bytes, bytes, Any]:
+    m = record.message
+    return m.topic, m.partition, m.key, m.value, m.headers
