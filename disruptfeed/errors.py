@@ -10,7 +10,8 @@ operation later, or give up on the input and dead-letter or reject it.
     ├── InvalidEventError               no    input that can never become a valid event
     │   ├── DecodeError                 no    bytes that are not UTF-8 JSON
     │   ├── SchemaValidationError       no    JSON that breaks a schema
-    │   └── FutureEventTimeError        no    occurred_at too far ahead of its publish time
+    │   ├── FutureEventTimeError        no    occurred_at too far ahead of its publish time
+    │   └── BeyondDedupeHorizonError    no    occurred_at too far behind to tell duplicates
     ├── BrokerError                     yes   the broker could not be reached or refused
     │   ├── BrokerNotRunningError       yes   no broker answers at the configured address
     │   └── PublishError                yes   a send failed after the client's own retries
@@ -24,6 +25,7 @@ operation later, or give up on the input and dead-letter or reject it.
 from __future__ import annotations
 
 __all__ = [
+    "BeyondDedupeHorizonError",
     "BrokerError",
     "BrokerNotRunningError",
     "ConfigurationError",
@@ -126,6 +128,36 @@ class FutureEventTimeError(InvalidEventError):
 
     def __str__(self) -> str:
         return f"future-event-time: {super().__str__()}"
+
+
+class BeyondDedupeHorizonError(InvalidEventError):
+    """An ``occurred_at`` further behind its partition's stream time than the dedupe horizon.
+
+    The worker forgets the ids of events that old (so that memory and start-up time follow the
+    horizon, not the whole history) and so cannot tell whether such an event was counted
+    before: counting it could count it twice. It is dead-lettered, with a reason starting
+    ``beyond-dedupe-horizon``, and can be redriven once the horizon is raised.
+    """
+
+    @classmethod
+    def behind(
+        cls, occurred_ms: int, stream_ms: int, horizon_days: int
+    ) -> BeyondDedupeHorizonError:
+        """The error for an event ``occurred_ms`` on a partition at stream time ``stream_ms``."""
+        days = (stream_ms - occurred_ms) / 86_400_000
+        return cls(
+            [
+                FieldProblem(
+                    "occurred_at",
+                    f"{days:,.1f} days behind its partition's stream time; the worker tells "
+                    f"duplicates apart for {horizon_days} days (DISRUPTFEED_DEDUPE_HORIZON_DAYS): "
+                    "raise it to backfill older history",
+                )
+            ]
+        )
+
+    def __str__(self) -> str:
+        return f"beyond-dedupe-horizon: {super().__str__()}"
 
 
 class BrokerError(DisruptFeedError):

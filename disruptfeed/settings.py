@@ -123,6 +123,22 @@ class Settings(BaseSettings):
         "start this much before their range, since a record is published after its event.",
     )
 
+    dedupe_horizon_days: int = Field(
+        default=30,
+        ge=15,
+        le=3_650,
+        description="How far behind its partition's stream time an event may be and still be "
+        "told apart from a duplicate; older events are dead-lettered (beyond-dedupe-horizon), and "
+        "the worker forgets ids and table rows that old. Memory and start-up time grow with it.",
+    )
+
+    changelog_segment_seconds: int = Field(
+        default=21_600,
+        ge=10,
+        description="Segment time of the worker's events changelog (set when the worker first "
+        "creates it): rows older than the dedupe horizon leave it once their segment is cleaned.",
+    )
+
     # --- Audit: signed checkpoints -------------------------------------------------------------
     audit_key_file: Path | None = Field(
         default=None,

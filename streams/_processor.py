@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from disruptfeed.errors import (
+    BeyondDedupeHorizonError,
     FieldProblem,
     FutureEventTimeError,
     InvalidEventError,
@@ -37,6 +38,7 @@ from schemas import (
 from streams._alerts import Alert, to_ms
 from streams._engine import AlertEngine
 from streams._rules import load_rules
+from streams._seen import SeenIds
 from streams._windows import Counted, CountStore
 
 _SAMPLE_IDS = 10
@@ -115,6 +117,10 @@ class Processor:
         max_future_ms: how far an event's time may be ahead of its record's timestamp (the
             publish time); further, it is dead-lettered and never moves stream time. None: no
             limit.
+        dedupe_horizon_ms: how far behind its partition's stream time an event may be and still
+            be checked against the ids counted before; further, it is dead-lettered
+            (``beyond-dedupe-horizon``), and ids that old are forgotten. At least the store's
+            retention plus grace. None: keep every id.
     """
 
     def __init__(
@@ -123,11 +129,17 @@ class Processor:
         engine: AlertEngine,
         topic_types: dict[str, str],
         max_future_ms: int | None = None,
+        dedupe_horizon_ms: int | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
         self.topic_types = topic_types
         self.max_future_ms = max_future_ms
+        if dedupe_horizon_ms is not None:
+            dedupe_horizon_ms = max(dedupe_horizon_ms, store.retain_ms + store.grace_ms)
+        self.dedupe_horizon_ms = dedupe_horizon_ms
+        self.seen = SeenIds()
+        """Ids of the events counted, when ``process`` is not given a ``seen`` of its own."""
         self.stats = Stats()
         self._partition_of: dict[str, int] = {}
         self._swept: dict[tuple[int, str], int] = {}
@@ -143,6 +155,7 @@ class Processor:
             AlertEngine(load_rules(settings.rules_file)),
             event_types_by_topic(settings),
             max_future_ms=settings.max_future_skew_seconds * 1000,
+            dedupe_horizon_ms=settings.dedupe_horizon_days * 86_400_000,
         )
 
     def rebuilt(self) -> None:
@@ -167,11 +180,14 @@ class Processor:
         key: bytes | None,
         value: bytes | None,
         headers: Iterable[tuple[str, bytes]],
-        seen: Callable[[int], bool],
+        seen: Callable[[int], bool] | None = None,
         *,
         timestamp_ms: int | None = None,
     ) -> Outcome:
         """Process one record; ``seen(id)`` says whether an event id was already counted.
+
+        Without ``seen``, the processor keeps the ids itself (:attr:`seen`), forgetting those
+        beyond the dedupe horizon.
 
         ``timestamp_ms`` is the record's timestamp (its publish time), against which an event
         time too far ahead is refused (see ``max_future_ms``).
@@ -208,7 +224,7 @@ class Processor:
         partition: int,
         headers: list[tuple[str, bytes]],
         value: bytes | None,
-        seen: Callable[[int], bool],
+        seen: Callable[[int], bool] | None,
         timestamp_ms: int | None,
     ) -> Outcome:
         event = codec.decode_record(value, headers)
@@ -221,14 +237,23 @@ class Processor:
         limit = self.max_future_ms
         if limit is not None and timestamp_ms is not None and occurred_ms > timestamp_ms + limit:
             raise FutureEventTimeError.ahead(occurred_ms, timestamp_ms, limit // 1000)
-        if seen(event.event_id.int):
+        source = f"{topic}:{partition}"
+        horizon = self.dedupe_horizon_ms
+        mark = self.store.watermark(source)
+        if horizon is not None and mark is not None and occurred_ms < mark - horizon:
+            raise BeyondDedupeHorizonError.behind(occurred_ms, mark, horizon // 86_400_000)
+        event_int = event.event_id.int
+        if seen(event_int) if seen is not None else self.seen.seen(event_int, source, occurred_ms):
             self.stats.duplicates += 1
             return Outcome(event=event, duplicate=True)
-        source = f"{topic}:{partition}"
         late = self.store.classify(source, occurred_ms)
         accounts = getattr(event, "accounts", 1)
         counted = Counted(event.type, event.region, occurred_ms, accounts, late, source)
         self.store.add(counted)
+        if seen is None:
+            self.seen.add(event_int, source, occurred_ms)
+            if horizon is not None:
+                self.seen.evict_before(source, (self.store.watermark(source) or 0) - horizon)
         self.stats.counted += 1
         self.stats.late += late
         recent = self._recent[(event.region, event.type)]

@@ -39,7 +39,6 @@ async def recount(
     """Count every stored event once, as the worker does, raising the alerts it would."""
     processor = Processor.for_settings(settings)
     topic_types = processor.topic_types
-    seen: set[int] = set()
     result = Recount(processor)
     consumer = await start_consumer(settings)
     try:
@@ -57,11 +56,8 @@ async def recount(
                 record.key,
                 record.value,
                 record.headers or (),
-                seen=seen.__contains__,
                 timestamp_ms=record.timestamp,
             )
-            if outcome.counted is not None and outcome.event is not None:
-                seen.add(outcome.event.event_id.int)
             result.alerts.extend(outcome.alerts)
             done += 1
             if on_progress is not None and done % 1_000 == 0:

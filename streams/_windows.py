@@ -106,6 +106,16 @@ class CountStore:
         self.prune()  # rows come in key order, not stream order
         return count
 
+    def add_totals(
+        self, source: str, region: str, event_type: str, total: int, accounts: int, late: int
+    ) -> None:
+        """Add all-time totals of events no longer kept one by one (older than any window)."""
+        series = self._series[(region, event_type)]
+        series.total += total
+        series.total_accounts += accounts
+        series.late += late
+        series.source = series.source or source
+
     def prune(self) -> None:
         """Drop event times older than the retention from the rolling series."""
         self._added_since_prune = 0

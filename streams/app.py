@@ -35,11 +35,10 @@ __all__ = [
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from uuid import UUID
 
 import faust
 
@@ -51,9 +50,11 @@ from streams._alerts import alert_headers, alert_key, encode_alert
 from streams._engine import AlertEngine
 from streams._faust import as_current as _as_current
 from streams._processor import Processor, Stats, dead_letter_headers
+from streams._rows import Row, RowIndex, compact, foreign_rows, read_rows
+from streams._seen import DAY_MS
 from streams._state import discard_stale_state
 from streams._views import register_views
-from streams._windows import Counted, CountStore
+from streams._windows import CountStore
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,10 @@ class WorkerState:
     processor: Processor
     recovered: bool = False
     restored_events: int = 0
-    seen: set[int] = field(default_factory=set)
-    """Ids (``UUID.int``) of the events counted, rebuilt from the ``events`` table on recovery."""
+    rows: RowIndex = field(default_factory=RowIndex)
+    """The ``events`` table's batch rows and their event times, for compaction."""
+    compacted: dict[int, int] = field(default_factory=dict)
+    """Partition -> the day (of its slowest source's cut) its table rows were last compacted to."""
     agent: Any = None
     """The counting agent (for ``agent.test_context()`` in unit tests)."""
 
@@ -151,14 +154,28 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
     # Faust's recovery decodes changelog keys as JSON whatever the table's schema says (raw keys
     # fail there), so both tables use JSON keys and values.
     # "topic:partition:offset" -> [[event id, *counted facts], ...]: see the module docstring.
-    events = app.Table("events", default=None, partitions=settings.partitions)
+    events = app.Table(
+        "events",
+        default=None,
+        partitions=settings.partitions,
+        # Rows deleted by compaction leave the changelog only once their segment is closed
+        # and cleaned: short segments keep what a start-up reads close to the dedupe horizon.
+        extra_topic_configs={
+            "segment.ms": str(settings.changelog_segment_seconds * 1000),
+            "segment.bytes": str(64 * 1024 * 1024),
+            "min.cleanable.dirty.ratio": "0.2",
+        },
+    )
     # alert fingerprint -> its episode (a dict): alerts survive a restart mid-episode.
     episodes = app.Table("alert-episodes", default=None, partitions=settings.partitions)
 
     @events.on_recover
     async def rebuild() -> None:
         # Recovery (re)fills the tables for the partitions this worker owns; state follows them.
-        restore_state(state, events.items(), episodes.items())
+        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic in topic_types}
+        for key in foreign_rows(list(events.data.keys()), active):
+            del events.data[key]  # the local store only: no tombstone to the changelog
+        restore_state(state, events.items, episodes.items())
         log.info("rebuilt counts from %d stored events", state.restored_events)
 
     @app.on_partitions_revoked.connect
@@ -189,29 +206,6 @@ class _Sinks:
     alerts: Any
 
 
-class _Row:
-    """What one batch writes for one source partition: one ``events`` table row.
-
-    Value ``{"events": [[event id, *counted facts], ...], "episodes": {fingerprint: [offset,
-    episode or None]}}``: the events counted and the alert episodes they changed, with the
-    source offset of the record that last changed each. One row is one changelog record, so a
-    kill keeps both or neither: restored episodes always match the restored counts. (Episodes
-    written to a table of their own, after each alert, could survive a kill that the events of
-    their batch did not; re-read, those events then started the episode again, and the feed
-    published a transition the history does not have.)
-    """
-
-    __slots__ = ("episodes", "events", "first")
-
-    def __init__(self, first: Any) -> None:
-        self.first = first
-        self.events: list[list[Any]] = []
-        self.episodes: dict[str, list[Any]] = {}
-
-    def value(self) -> dict[str, Any]:
-        return {"events": self.events, "episodes": self.episodes}
-
-
 async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) -> None:
     """Count a batch of source records: dead letters, alerts and one table row per partition.
 
@@ -227,7 +221,7 @@ async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) 
     again): memory then holds what a restart would restore. Failures are rare; a rebuild costs
     a read of the tables.
     """
-    rows: dict[int, _Row] = {}
+    rows: dict[int, Row] = {}
     stats = dataclasses.replace(state.processor.stats)
     failed: set[int] = set()
     for i, record in enumerate(batch):
@@ -249,16 +243,56 @@ async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) 
     for row in rows.values():
         with _as_current(row.first):
             msg = row.first.message
-            sinks.events[f"{msg.topic}:{msg.partition}:{msg.offset}"] = row.value()
+            key = f"{msg.topic}:{msg.partition}:{msg.offset}"
+            sinks.events[key] = row.value()
+        # [event id, event type, region, occurred_ms, accounts, late, source]: see Counted
+        state.rows.note(key, ((e[6], e[3]) for e in row.events))
+    for partition, row in rows.items():
+        _compact_if_due(state, sinks, partition, row.first)
+
+
+def _compact_if_due(state: WorkerState, sinks: _Sinks, partition: int, record: Any) -> None:
+    """Fold a partition's rows older than the dedupe horizon into its summary, once a day.
+
+    Once per day of stream time (and once after each recovery) per partition: a scan of the
+    table, in memory. The deleted rows then leave the changelog at its next compaction, so a
+    restart reads the horizon's rows, not the whole history.
+    """
+    processor = state.processor
+    horizon = processor.dedupe_horizon_ms
+    if horizon is None:
+        return
+    store = processor.store
+    cuts = {
+        source: mark - horizon
+        for source in {s for s in store.sources().values() if s.endswith(f":{partition}")}
+        if (mark := store.watermark(source)) is not None
+    }
+    if not cuts:
+        return
+    day = min(cuts.values()) // DAY_MS
+    if state.compacted.get(partition) == day:
+        return
+    state.compacted[partition] = day
+    plan = compact(partition, state.rows, sinks.events, cuts)
+    if not plan.deleted and not plan.absorbed:
+        return
+    with _as_current(record):
+        sinks.events[f"summary:{partition}"] = plan.summary  # first: see streams._rows
+        for key in plan.deleted:
+            del sinks.events[key]
+            state.rows.forget(key)
+    log.info("partition %d: %d events older than the dedupe horizon summarised, %d rows "
+             "deleted", partition, plan.absorbed, len(plan.deleted))  # fmt: skip
 
 
 async def _replayed(
     state: WorkerState, sinks: _Sinks, records: Sequence[Any], stats: Stats
-) -> dict[int, _Row]:
+) -> dict[int, Row]:
     """The state from the tables, then ``records`` counted again without sending anything."""
-    restore_state(state, sinks.events.items(), sinks.episodes.items())
+    restore_state(state, sinks.events.items, sinks.episodes.items())
     state.processor.stats = dataclasses.replace(stats)
-    rows: dict[int, _Row] = {}
+    rows: dict[int, Row] = {}
     for record in records:
         await _count_one(state, sinks, record, rows, send=False)
     return rows
@@ -288,9 +322,9 @@ async def _send(topic: Any, *, key: Any, value: bytes, headers: Any) -> None:
 
 
 async def _count_one(
-    state: WorkerState, sinks: _Sinks, record: Any, rows: dict[int, _Row], *, send: bool = True
+    state: WorkerState, sinks: _Sinks, record: Any, rows: dict[int, Row], *, send: bool = True
 ) -> None:
-    processor, seen = state.processor, state.seen
+    processor = state.processor
     msg = record.message
     outcome = processor.process(
         msg.topic,
@@ -299,7 +333,6 @@ async def _count_one(
         msg.key,
         msg.value,
         _headers(msg.headers),
-        seen=seen.__contains__,
         timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
     )
     changes = processor.engine.take_changes()
@@ -321,35 +354,37 @@ async def _count_one(
     if changes or outcome.counted is not None:
         row = rows.get(msg.partition)
         if row is None:
-            row = rows[msg.partition] = _Row(record)
+            row = rows[msg.partition] = Row(record)
         for fp, episode in changes:
             row.episodes[fp] = [msg.offset, episode]
     if outcome.counted is not None and outcome.event is not None:
-        event_id = outcome.event.event_id
-        seen.add(event_id.int)
-        rows[msg.partition].events.append([str(event_id), *outcome.counted])
+        rows[msg.partition].events.append([str(outcome.event.event_id), *outcome.counted])
 
 
 def restore_state(
     state: WorkerState,
-    event_rows: Iterable[tuple[Any, Any]],
+    event_rows: Callable[[], Iterable[tuple[Any, Any]]],
     episode_rows: Iterable[tuple[Any, Any]],
 ) -> None:
     """Rebuild the counts, the counted ids and the alert episodes from the worker's tables.
 
+    ``event_rows`` gives the ``events`` table's rows (read twice, see :func:`read_rows`);
     ``episode_rows`` is the ``alert-episodes`` table, which releases before this one wrote;
-    the episodes in ``events`` rows (see :class:`_Row`) take precedence, the latest by source
-    offset for each fingerprint (each episode changes only with its own partition's records).
+    the episodes in ``events`` rows (see :mod:`streams._rows`) take precedence, the latest by
+    source offset for each fingerprint (each episode changes only with its own partition's
+    records).
     """
     settings = state.settings
+    restored = read_rows(event_rows)
     store = CountStore(grace_ms=settings.grace_seconds * 1000)
-    seen: set[int] = set()
-    latest: dict[str, tuple[int, dict[str, Any] | None]] = {}
-    state.restored_events = store.restore(_stored_facts(event_rows, seen, latest))
-    state.seen = seen
+    state.restored_events = store.restore(restored.facts)
+    for totals in restored.totals:  # complete once the facts are read
+        store.add_totals(*totals)
     state.processor.store = store
+    state.processor.seen = restored.seen
+    state.rows = restored.index
     episodes: dict[str, Any] = dict(episode_rows)
-    for fp, (_, episode) in latest.items():
+    for fp, (_, episode) in restored.episodes.items():
         if episode is None:
             episodes.pop(fp, None)
         else:
@@ -358,32 +393,8 @@ def restore_state(
     engine.restore(episodes)
     state.processor.engine = engine
     state.processor.rebuilt()  # sweeps know the restored episodes' partitions again
+    state.compacted.clear()  # each partition is compacted once after a recovery
     state.recovered = True
-
-
-def _stored_facts(
-    rows: Iterable[tuple[Any, Any]],
-    seen: set[int],
-    episodes: dict[str, tuple[int, dict[str, Any] | None]] | None = None,
-) -> Iterator[Counted]:
-    """The counted facts of ``events`` table rows, adding each event id to ``seen``.
-
-    The rows' episode changes go to ``episodes`` (the latest by source offset), if given.
-    """
-    for key, row in rows:
-        value = row
-        if isinstance(row, dict):
-            for fp, (offset, episode) in row.get("episodes", {}).items():
-                if episodes is not None and offset >= episodes.get(fp, (-1, None))[0]:
-                    episodes[fp] = (offset, episode)
-            value = row.get("events")
-        if value and isinstance(value[0], list):
-            for event_id, *facts in value:
-                seen.add(UUID(event_id).int)
-                yield Counted(*facts)
-        elif value:  # a row of the first release: key = event id, value = its facts
-            seen.add(UUID(key).int)
-            yield Counted(*value)
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes]]:

@@ -19,10 +19,7 @@ from disruptfeed.bench._errors import BenchError
 from disruptfeed.bench._events import Record
 from disruptfeed.settings import Settings
 from disruptfeed.topics import event_types_by_topic
-from streams._engine import AlertEngine
 from streams._processor import Processor
-from streams._rules import load_rules
-from streams._windows import CountStore
 
 
 def processor_rate(settings: Settings, records: Sequence[Record]) -> tuple[float, dict[str, Any]]:
@@ -32,8 +29,8 @@ def processor_rate(settings: Settings, records: Sequence[Record]) -> tuple[float
     murmur2: only the per-partition stream time depends on it, and any fixed spread will do).
     """
     topic_types = event_types_by_topic(settings)
-    store = CountStore(grace_ms=settings.grace_seconds * 1000)
-    processor = Processor(store, AlertEngine(load_rules(settings.rules_file)), topic_types)
+    processor = Processor.for_settings(settings)  # what the worker runs, dedupe horizon too
+    processor.topic_types = topic_types
     inputs = [
         (
             settings.topic(r.topic),
@@ -45,14 +42,9 @@ def processor_rate(settings: Settings, records: Sequence[Record]) -> tuple[float
         )
         for i, r in enumerate(records)
     ]
-    seen: set[int] = set()
     started = time.perf_counter()
     for topic, partition, offset, key, value, headers in inputs:
-        outcome = processor.process(
-            topic, partition, offset, key, value, headers, seen.__contains__
-        )
-        if outcome.counted is not None and outcome.event is not None:
-            seen.add(outcome.event.event_id.int)
+        processor.process(topic, partition, offset, key, value, headers)
     elapsed = time.perf_counter() - started
     stats = processor.stats
     if stats.counted != len(records) or stats.dead_lettered:

@@ -67,7 +67,10 @@ async def test_alerts_survive_ten_kills(make_settings: SettingsFactory, tmp_path
     await asyncio.to_thread(finish)
     published_alerts = [a async for a in read_alerts(settings, start="earliest", until_end=True)]
     got, derived = _transitions(published_alerts), _transitions(history.alerts)
-    assert len(derived) > 40  # 56 firing and resolved transitions in the sample
+    # The first pass over the sample's 2.7 years is in order; the ten others are mostly
+    # beyond the 30-day dedupe horizon (dead-lettered), so the tables are also compacted as
+    # the kills go on: 13 firing and resolved transitions.
+    assert len(derived) > 10
     missing = {k: v for k, v in derived.items() if k not in got}
     invented = {k: v for k, v in got.items() if k not in derived}
     assert (missing, invented) == ({}, {})

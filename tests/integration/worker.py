@@ -50,6 +50,7 @@ class WorkerProcess:
             "DISRUPTFEED_WORKER_PORT": str(self.port),
             "DISRUPTFEED_DATA_DIR": str(self.state_dir),
             "DISRUPTFEED_GRACE_SECONDS": str(self.settings.grace_seconds),
+            "DISRUPTFEED_DEDUPE_HORIZON_DAYS": str(self.settings.dedupe_horizon_days),
             "DISRUPTFEED_API_TOKEN": self.token,
         }
         if self.rules is not None:

@@ -270,7 +270,7 @@ async def test_agent_counts_with_test_context() -> None:
     assert sorted(f[0] for f in stored) == sorted(str(e.event_id) for e in [*events, late_event])
     # Keyed topic:partition:offset of the row's first event (test_context's topic is internal).
     assert {key.rsplit(":", 2)[1] for key in rows} == {"0"}
-    assert state.seen == {UUID(f[0]).int for f in stored}
+    assert set(state.processor.seen) == {UUID(f[0]).int for f in stored}
     snapshot = state.processor.store.snapshot()
     assert snapshot["RU"]["account.disrupted"] == {"1h": 2, "24h": 2, "7d": 2, "total": 2}
     assert snapshot["CN"]["account.disrupted"] == {"1h": 1, "24h": 1, "7d": 1, "total": 2}
@@ -292,19 +292,20 @@ def test_app_creates_a_missing_data_dir(tmp_path: Path) -> None:
     assert app.conf.id == "unit-worker"
 
 
-def test_stored_rows_rebuild_counts_and_ids_in_both_row_shapes() -> None:
-    from streams.app import _stored_facts
+def test_stored_rows_rebuild_counts_and_ids_in_every_row_shape() -> None:
+    from streams._rows import read_rows
 
     old, new = _counted(1), _counted(2)
     a, b, c = (UUID(int=n) for n in (1, 2, 3))
     rows = [
-        ("t.account-disrupted:0:17", [[str(b), *new], [str(c), *new]]),
+        ("t.account-disrupted:0:30", {"events": [[str(c), *new]], "episodes": {}}),
+        ("t.account-disrupted:0:17", [[str(b), *new]]),  # the second release: events only
         (str(a), list(old)),  # the first release stored one row per event, keyed by its id
         ("t.account-disrupted:1:3", None),
     ]
-    seen: set[int] = set()
-    assert list(_stored_facts(rows, seen)) == [new, new, old]
-    assert seen == {1, 2, 3}
+    restored = read_rows(lambda: rows)
+    assert list(restored.facts) == [new, new, old]
+    assert set(restored.seen) == {1, 2, 3}
 
 
 class _Sent:
@@ -359,7 +360,7 @@ async def test_a_record_whose_alert_cannot_be_sent_is_dead_lettered_and_the_batc
     assert row["episodes"] == {}
     assert set(state.processor.store.snapshot()) == {"CN", "RU"}
     assert state.processor.engine.active() == []
-    assert state.seen == {UUID(facts[0]).int for facts in row["events"]}
+    assert set(state.processor.seen) == {UUID(facts[0]).int for facts in row["events"]}
     assert (state.processor.stats.counted, state.processor.stats.dead_lettered) == (2, 1)
 
 

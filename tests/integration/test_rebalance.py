@@ -1,0 +1,92 @@
+"""Two live workers share the partitions: each rebuilds what it is assigned, drops the rest."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers import read_alerts
+from disruptfeed.sample import build_sample
+from producers import FeedProducer
+from streams._recount import recount
+from tests.conftest import SettingsFactory
+from tests.integration.worker import WorkerProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _regions(worker: WorkerProcess) -> set[str]:
+    return set(worker.get("/counts"))
+
+
+@pytest.mark.parametrize("store", ["rocksdb://", "memory://"])
+async def test_a_second_worker_takes_partitions_and_gives_them_back(
+    make_settings: SettingsFactory, tmp_path: Path, store: str
+) -> None:
+    settings = await make_settings()
+    events = build_sample()
+    half = len(events) // 2
+    env = {"DISRUPTFEED_WORKER_STORE": store}
+    first = WorkerProcess(settings, tmp_path / "first", env=env)
+    second = WorkerProcess(settings, tmp_path / "second", env=env)
+
+    async def publish(chunk: list[Any]) -> None:
+        async with FeedProducer(settings) as producer:
+            assert all(o.ok for o in await producer.publish_many(chunk))
+
+    try:
+        await asyncio.to_thread(first.start)
+        await asyncio.to_thread(first.wait_healthy)
+        await publish(events[:half])
+        early = (await recount(settings)).processor.store.snapshot()
+        await asyncio.to_thread(first.wait_for, lambda: first.get("/counts") == early, "counts")
+
+        # A second worker joins: the partitions split, and each worker holds exactly the
+        # regions of its own partitions, with the counts the history gives them.
+        await asyncio.to_thread(second.start)
+
+        def split() -> bool:
+            mine, theirs = first.get("/counts"), second.get("/counts")
+            return (
+                bool(mine)
+                and bool(theirs)
+                and not set(mine) & set(theirs)
+                and {**mine, **theirs} == early
+            )
+
+        try:
+            await asyncio.to_thread(first.wait_for, split, "partitions split between two workers")
+        except AssertionError:
+            mine, theirs = first.get("/counts"), second.get("/counts")
+            print("first", {r: mine[r] for r in mine}, "\nsecond", theirs, "\nearly", early)
+            print(second.tail(80))
+            raise
+        assert first.get("/health")["status"] == second.get("/health")["status"] == "ok"
+
+        # Both count the rest of the stream, each on its own partitions.
+        await publish(events[half:])
+        history = await recount(settings)
+        expected = history.processor.store.snapshot()
+
+        def shared() -> bool:
+            return {**first.get("/counts"), **second.get("/counts")} == expected
+
+        await asyncio.to_thread(first.wait_for, shared, "exact counts on two workers")
+
+        # The second leaves; the first takes its partitions back, state and all.
+        await asyncio.to_thread(second.stop)
+        await asyncio.to_thread(
+            first.wait_for, lambda: first.get("/counts") == expected, "counts on one worker"
+        )
+    finally:
+        await asyncio.to_thread(second.stop)
+        await asyncio.to_thread(first.stop)
+
+    published = [a async for a in read_alerts(settings, start="earliest", until_end=True)]
+    got = {a.alert_id for a in published}
+    derived = {a.alert_id for a in history.alerts}
+    assert len(derived) > 40
+    assert (derived - got, got - derived) == (set(), set())
