@@ -22,8 +22,6 @@ import pytest
 from disruptfeed.settings import Settings
 from disruptfeed.topics import create_topics
 
-KAFKA_IMAGE = "apache/kafka:4.1.1"
-
 
 def pytest_configure(config: pytest.Config) -> None:
     # A developer's .env must not change what a test (or a CLI it starts) sees.
@@ -52,10 +50,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base.bootstrap_servers
         return
     if _docker_answers():
-        from testcontainers.kafka import KafkaContainer
+        from tests._kafka_container import kafka_container
 
-        with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
-            yield container.get_bootstrap_server()
+        port = free_port()
+        with kafka_container(port):
+            wait_until_ready(f"127.0.0.1:{port}", timeout=60)
+            yield f"127.0.0.1:{port}"
         return
     data = tmp_path_factory.mktemp("kafka")
     broker = LocalBroker(
