@@ -200,11 +200,8 @@ class Subscription:
             if self._stop_at_end:
                 self._end = {tp: off for tp, off in (await consumer.end_offsets(parts)).items()}
         else:
-            listener = _seek_on_assign(self) if isinstance(self._start, dt.datetime) else None
-            if listener is None:
-                consumer.subscribe(self._topics)
-            else:
-                consumer.subscribe(self._topics, listener=listener)
+            seek = isinstance(self._start, dt.datetime)
+            consumer.subscribe(self._topics, listener=_rebalance_listener(self, seek=seek))
 
     async def _position(self, parts: list[Any]) -> None:
         consumer = self._consumer
@@ -311,36 +308,49 @@ class Subscription:
 
     async def _commit(self, consumer: Any) -> None:
         from aiokafka import TopicPartition
-        from aiokafka.errors import CommitFailedError
+        from aiokafka.errors import CommitFailedError, IllegalStateError
 
         if not self._processed:
             return
-        offsets = {TopicPartition(t, p): off for (t, p), off in self._processed.items()}
+        assigned = consumer.assignment()
+        offsets = {
+            tp: off
+            for (t, p), off in self._processed.items()
+            if (tp := TopicPartition(t, p)) in assigned
+        }
+        # Offsets of partitions a rebalance took away are dropped: committing them raised
+        # IllegalStateError and stopped the subscriber. Their new owner re-reads from the last
+        # commit, which is what at-least-once promises (and the revoke listener commits first).
         self._processed = {}
+        if not offsets:
+            return
         try:
             await consumer.commit(offsets)
-        except CommitFailedError as exc:
-            # A rebalance took the partitions away; their new owner re-reads from the last
-            # commit, which is what at-least-once promises.
+        except (CommitFailedError, IllegalStateError) as exc:
             log.warning("offset commit failed after a rebalance: %s", exc)
 
 
-def _seek_on_assign(subscription: Subscription) -> Any:
+def _rebalance_listener(subscription: Subscription, *, seek: bool) -> Any:
     from aiokafka import ConsumerRebalanceListener
 
-    class _SeekOnAssign(ConsumerRebalanceListener):  # type: ignore[misc]
-        """Seeks newly assigned partitions to the subscription's start time, once each."""
+    class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        """Commits before partitions go; seeks new ones to the start time, once each."""
 
         def __init__(self) -> None:
             self._subscription = subscription
             self._done: set[Any] = set()
 
         async def on_partitions_revoked(self, revoked: Any) -> None:
-            """Nothing to do: commits happen in the iteration loop."""
+            """Commit what was processed while the partitions are still ours."""
+            consumer = self._subscription._consumer
+            if consumer is not None:
+                await self._subscription._commit(consumer)
 
         async def on_partitions_assigned(self, assigned: Any) -> None:
             """Position partitions not read yet that have no committed offset."""
             consumer = self._subscription._consumer
+            if not seek or consumer is None:
+                return
             fresh = []
             for tp in assigned:
                 if tp in self._done:
@@ -351,7 +361,7 @@ def _seek_on_assign(subscription: Subscription) -> Any:
             if fresh:
                 await self._subscription._position(fresh)
 
-    return _SeekOnAssign()
+    return _Listener()
 
 
 async def subscribe(
