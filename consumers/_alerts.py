@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from consumers._kafka import partitions_of
 from disruptfeed._aiokafka import start_consumer_client, stop_client
 from disruptfeed.errors import BrokerNotRunningError
 from disruptfeed.settings import Settings
@@ -43,7 +44,12 @@ async def read_alerts(
         raise BrokerNotRunningError.at(settings.bootstrap) from exc
     try:
         topic = settings.topic(ALERTS)
-        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        # The cluster's partitions, not the settings': a topic made with another count
+        # would otherwise be read in part, silently.
+        parts = [
+            TopicPartition(topic, p)
+            for p in await partitions_of(consumer, topic, settings.bootstrap)
+        ]
         consumer.assign(parts)
         if start == "earliest":
             await consumer.seek_to_beginning(*parts)

@@ -6,7 +6,8 @@ operation later, or give up on the input and dead-letter or reject it.
     DisruptFeedError                    retriable
     ├── ConfigurationError              no    bad settings, rules or arguments
     │   ├── EndpointRefusedError        no    a webhook URL we will not call (private address)
-    │   └── NotFoundError               no    no subscription (or other object) with that id
+    │   ├── NotFoundError               no    no subscription (or other object) with that id
+    │   └── TopicMismatchError          no    an existing topic is not configured as we need
     ├── InvalidEventError               no    input that can never become a valid event
     │   ├── DecodeError                 no    bytes that are not UTF-8 JSON
     │   ├── SchemaValidationError       no    JSON that breaks a schema
@@ -43,6 +44,7 @@ __all__ = [
     "PublishError",
     "ReplayIntegrityError",
     "SchemaValidationError",
+    "TopicMismatchError",
 ]
 
 from dataclasses import dataclass
@@ -75,6 +77,23 @@ class FieldProblem:
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}" if self.field else self.reason
+
+
+class TopicMismatchError(ConfigurationError):
+    """Existing topics whose partitions or settings differ from what the settings ask for.
+
+    Going on would assume the wrong partition count (counts, alerts and replays are per
+    partition) or keep data another way than documented, silently.
+    """
+
+    def __init__(self, differences: list[str]) -> None:
+        self.differences = differences
+        lines = "\n  ".join(differences)
+        super().__init__(
+            f"existing topics differ from the settings:\n  {lines}\n"
+            "Set DISRUPTFEED_PARTITIONS / DISRUPTFEED_REPLICATION_FACTOR to match the cluster, "
+            "change the topic with kafka-configs.sh, or use another DISRUPTFEED_TOPIC_PREFIX."
+        )
 
 
 class InvalidEventError(DisruptFeedError):

@@ -26,7 +26,7 @@ __all__ = [
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from disruptfeed.errors import BrokerError, BrokerNotRunningError
+from disruptfeed.errors import BrokerError, BrokerNotRunningError, TopicMismatchError
 from disruptfeed.settings import Settings
 from schemas import EVENT_TYPES, EventBase
 
@@ -66,8 +66,14 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Every topic the project needs, with explicit configuration."""
     rf = settings.replication_factor
     # Duplicate appends from producer retries are prevented by idempotence; a topic also
-    # rejects records larger than an event can be (64 KiB) with a margin for headers.
-    common = {"max.message.bytes": str(1024 * 1024), "message.timestamp.type": "CreateTime"}
+    # rejects records larger than an event can be (64 KiB) with a margin for headers. With
+    # three or more replicas an acknowledged write is on two of them (acks=all), so one broker
+    # can die without losing it and the topic still takes writes.
+    common = {
+        "max.message.bytes": str(1024 * 1024),
+        "message.timestamp.type": "CreateTime",
+        "min.insync.replicas": "2" if rf >= 3 else "1",
+    }
     specs = [
         TopicSpec(settings.topic(name), settings.partitions, rf, {**common, **_KEEP_FOREVER})
         for name in EVENT_TOPICS
@@ -116,8 +122,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
+CHECKED: Final = ("cleanup.policy", "min.insync.replicas")
+"""The settings of an existing topic that must be ours: how it keeps data, and how safely."""
+
+
 async def create_topics(settings: Settings, specs: list[TopicSpec] | None = None) -> dict[str, str]:
-    """Create the topics that do not exist yet.
+    """Create the topics that do not exist yet; check those that do.
 
     Returns:
         A map of topic name to ``"created"`` or ``"exists"``.
@@ -125,6 +135,8 @@ async def create_topics(settings: Settings, specs: list[TopicSpec] | None = None
     Raises:
         BrokerNotRunningError: nothing answers at the bootstrap address.
         BrokerError: the broker refused to create a topic.
+        TopicMismatchError: an existing topic has other partitions, cleanup policy or
+            ``min.insync.replicas`` than the settings ask for; the message lists each.
     """
     from aiokafka.admin import NewTopic
     from aiokafka.errors import KafkaError
@@ -134,6 +146,11 @@ async def create_topics(settings: Settings, specs: list[TopicSpec] | None = None
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
+        present = [s for s in specs if s.name in existing]
+        if present:
+            differences = await _differences(admin, present)
+            if differences:
+                raise TopicMismatchError(differences)
         if missing:
             response = await admin.create_topics(
                 [
@@ -150,6 +167,31 @@ async def create_topics(settings: Settings, specs: list[TopicSpec] | None = None
         raise BrokerError(f"creating topics failed: {exc}") from exc
     finally:
         await admin.close()
+
+
+async def _differences(admin: Any, specs: list[TopicSpec]) -> list[str]:
+    """How each existing topic differs from its spec, one line per difference."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    partitions = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(
+        [s.name for s in specs])}  # fmt: skip
+    resources = [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs]
+    configs: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(resources):
+        for resource in response.to_object()["resources"]:
+            configs[resource["resource_name"]] = {
+                entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]
+            }
+    out = []
+    for spec in specs:
+        have = partitions.get(spec.name)
+        if have is not None and have != spec.partitions:
+            out.append(f"{spec.name}: {have} partitions, settings want {spec.partitions}")
+        for name in CHECKED:
+            want, got = spec.config.get(name), configs.get(spec.name, {}).get(name)
+            if want is not None and got is not None and want != got:
+                out.append(f"{spec.name}: {name}={got}, settings want {want}")
+    return out
 
 
 async def cluster_id(settings: Settings) -> str:
