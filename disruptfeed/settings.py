@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # --- Stream worker (Faust) ---------------------------------------------------------------
     worker_host: str = Field(default="127.0.0.1", description="Address the query API binds to.")
     worker_port: int = Field(default=6066, ge=1, le=65_535)
+    worker_url: str | None = Field(
+        default=None,
+        description="The URL other workers reach this one's query API at (they gather their "
+        "answers from each other); default http://<worker host>:<worker port>.",
+    )
     worker_store: str = Field(
         default="rocksdb://",
         pattern=r"^(rocksdb|memory)://$",

@@ -47,15 +47,17 @@ Episodes = dict[str, tuple[int, dict[str, Any] | None]]
 class Row:
     """What one batch writes for one source partition (see the module docstring)."""
 
-    __slots__ = ("episodes", "events", "first")
+    __slots__ = ("episodes", "events", "first", "offsets")
 
     def __init__(self, first: Any) -> None:
         self.first = first
         self.events: list[list[Any]] = []
         self.episodes: dict[str, list[Any]] = {}
+        self.offsets: dict[str, int] = {}
+        """Source -> the last offset of this batch whose effects the row holds."""
 
     def value(self) -> dict[str, Any]:
-        return {"events": self.events, "episodes": self.episodes}
+        return {"events": self.events, "episodes": self.episodes, "offsets": self.offsets}
 
 
 class RowIndex:
@@ -135,6 +137,14 @@ class Restored:
     index: RowIndex = field(default_factory=RowIndex)
     totals: list[tuple[str, str, str, int, int, int]] = field(default_factory=list)
     """(source, region, event type, total, accounts, late) of events summarised away."""
+    replayed: dict[str, int] = field(default_factory=dict)
+    """Source -> the last offset whose effects the rows hold: records up to it are skipped."""
+
+
+def _offsets(into: dict[str, int], offsets: dict[str, int]) -> None:
+    for source, offset in offsets.items():
+        if offset > into.get(source, -1):
+            into[source] = offset
 
 
 def _merge(into: Episodes, changes: dict[str, Any]) -> None:
@@ -156,6 +166,7 @@ def read_rows(items: Callable[[], Iterable[tuple[Any, Any]]]) -> Restored:
             cuts.update(value["cuts"])
             out.totals.extend(tuple(t) for t in value["totals"])
             _merge(out.episodes, value["episodes"])
+            _offsets(out.replayed, value.get("offsets", {}))
     out.facts = _facts(items(), cuts, out)
     return out
 
@@ -170,6 +181,7 @@ def _facts(
         events = value
         if isinstance(value, dict):
             _merge(out.episodes, value.get("episodes", {}))
+            _offsets(out.replayed, value.get("offsets", {}))
             events = value.get("events")
         if events and isinstance(events[0], list):
             every = [Counted(*facts) for _, *facts in events]
@@ -219,6 +231,7 @@ def compact(
     for source, region, event_type, *nums in old["totals"]:
         totals[(source, region, event_type)] = list(nums)
     episodes: Episodes = {fp: (o, e) for fp, (o, e) in old["episodes"].items()}
+    offsets: dict[str, int] = dict(old.get("offsets", {}))
     deleted: list[str] = []
     absorbed = 0
     for key, spans in list(index.rows(partition).items()):
@@ -244,10 +257,12 @@ def compact(
             hi < new_cuts.get(src, floor) for src, (_, hi) in spans.items()
         ):
             _merge(episodes, value.get("episodes", {}))
+            _offsets(offsets, value.get("offsets", {}))
             deleted.append(key)
     summary = {
         "cuts": {**prev, **new_cuts},
         "totals": [[*key, *nums] for key, nums in sorted(totals.items())],
         "episodes": {fp: [o, e] for fp, (o, e) in sorted(episodes.items())},
+        "offsets": dict(sorted(offsets.items())),
     }
     return Compaction(summary, deleted, absorbed)

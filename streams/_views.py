@@ -6,6 +6,9 @@
 - ``GET /stats`` -> counts plus late events and account sums, and worker totals
 - ``GET /alerts`` -> the alerts firing now
 - ``GET /health`` -> ``{"status": "ok" | "recovering", ...}``
+``/counts`` and ``/alerts`` answer for every region, whichever worker is asked: the other
+workers' parts are gathered (:mod:`streams._peers`; header ``X-Disruptfeed-Workers``), or
+``?scope=local`` for this worker's partitions only.
 Each series' windows end at its own partition's stream time (the latest event time seen there),
 the "now" the alert rules read it at; ``stream_time`` is the latest of those.
 Every route but ``/health`` needs ``Authorization: Bearer <token>`` (:mod:`disruptfeed.auth`).
@@ -24,17 +27,40 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from disruptfeed.auth import authorized, unauthorized_body
+from streams._peers import gather
 
 if TYPE_CHECKING:
     from streams.app import WorkerState
 
 
-def _json(web: Any, payload: Any, status: int = 200) -> Any:
+def _json(web: Any, payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
     return web.bytes(
         orjson.dumps(payload, option=orjson.OPT_SORT_KEYS),
         content_type="application/json",
         status=status,
+        headers=headers,
     )
+
+
+WORKERS_HEADER = "X-Disruptfeed-Workers"
+"""The workers whose parts an answer holds, this one first."""
+
+
+async def _everywhere(web: Any, req: Any, app: Any, path: str, local: Any) -> tuple[Any, Any]:
+    """(parts, None) from every worker, or (None, an error response naming who did not answer)."""
+    if req.query.get("scope") == "local":
+        return [local], None
+    query = {k: v for k, v in req.query.items() if k != "scope"}
+    got = await gather(app, path, query, req.headers.get("Authorization"), local)
+    if got.missing:
+        who = "; ".join(f"{url}: {why}" for url, why in sorted(got.missing.items()))
+        message = (
+            f"worker(s) owning other partitions did not answer ({who}); their regions are "
+            "unknown, so nothing is shown. Ask again once the group has rebalanced, or ask "
+            "with ?scope=local for this worker's partitions only"
+        )
+        return None, _json(web, {"error": message, "workers": got.workers}, status=503)
+    return got.parts, {WORKERS_HEADER: ", ".join(got.workers)}
 
 
 def _stream_time(state: WorkerState) -> str | None:
@@ -60,11 +86,11 @@ def _guarded(tokens: tuple[str, ...]) -> Callable[[View], View]:
     return wrap
 
 
-def _counts(web: Any, req: Any, state: WorkerState, region: str | None) -> Any:
-    """Counts at stream time, or with ``?at=<ISO 8601 time>`` with windows ending then."""
+def _local_counts(web: Any, req: Any, state: WorkerState, region: str | None) -> Any:
+    """This worker's counts at stream time, or with ``?at=<ISO 8601 time>`` ending then."""
     at = req.query.get("at")
     if at is None:
-        return _json(web, state.processor.store.snapshot(region))
+        return state.processor.store.snapshot(region)
     try:
         when = dt.datetime.fromisoformat(at)
     except ValueError:
@@ -73,7 +99,22 @@ def _counts(web: Any, req: Any, state: WorkerState, region: str | None) -> Any:
         message = f"at={at!r} is not an ISO 8601 time with a timezone, e.g. 2026-10-01T00:00Z"
         return _json(web, {"error": message}, status=400)
     at_ms = int(when.timestamp() * 1000)
-    return _json(web, state.processor.store.snapshot(region, now_ms=at_ms))
+    return state.processor.store.snapshot(region, now_ms=at_ms)
+
+
+async def _counts(web: Any, req: Any, app: Any, state: WorkerState, region: str | None) -> Any:
+    """Counts for every region, gathered from every worker (see :mod:`streams._peers`)."""
+    local = _local_counts(web, req, state, region)
+    if not isinstance(local, dict):
+        return local  # an error response
+    path = "/counts" if region is None else f"/counts/{region}"
+    parts, headers = await _everywhere(web, req, app, path, local)
+    if parts is None:
+        return headers
+    merged: dict[str, Any] = {}
+    for part in parts:
+        merged.update(part)  # each region is on one partition, so on one worker
+    return _json(web, merged, headers=headers)
 
 
 def register_views(app: Any, state: WorkerState) -> None:
@@ -83,12 +124,12 @@ def register_views(app: Any, state: WorkerState) -> None:
     @app.page("/counts")  # type: ignore[untyped-decorator]
     @guard
     async def counts(web: Any, req: Any) -> Any:
-        return _counts(web, req, state, None)
+        return await _counts(web, req, app, state, None)
 
     @app.page("/counts/{region}")  # type: ignore[untyped-decorator]
     @guard
     async def region_counts(web: Any, req: Any, region: str) -> Any:
-        return _counts(web, req, state, region)
+        return await _counts(web, req, app, state, region)
 
     @app.page("/stats")  # type: ignore[untyped-decorator]
     @guard
@@ -106,7 +147,15 @@ def register_views(app: Any, state: WorkerState) -> None:
     @guard
     async def alerts(web: Any, req: Any) -> Any:
         active = [a.model_dump(mode="json") for a in state.processor.engine.active()]
-        return _json(web, {"stream_time": _stream_time(state), "alerts": active})
+        local = {"stream_time": _stream_time(state), "alerts": active}
+        parts, headers = await _everywhere(web, req, app, "/alerts", local)
+        if parts is None:
+            return headers
+        times = [p["stream_time"] for p in parts if p["stream_time"]]
+        alerts = sorted((a for p in parts for a in p["alerts"]),
+                        key=lambda a: (a["starts_at"], a["fingerprint"]))  # fmt: skip
+        merged = {"stream_time": max(times, default=None), "alerts": alerts}
+        return _json(web, merged, headers=headers)
 
     @app.page("/health")  # type: ignore[untyped-decorator]
     async def health(web: Any, req: Any) -> Any:

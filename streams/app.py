@@ -122,6 +122,9 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
         web_host=settings.worker_host,
         web_port=settings.worker_port,
         web_bind=settings.worker_host,
+        # Announced to the group in each assignment: how peers reach this worker's API.
+        canonical_url=settings.worker_url
+        or f"http://{settings.worker_host}:{settings.worker_port}",
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=settings.commit_interval,
         broker_session_timeout=settings.session_timeout,
@@ -357,6 +360,9 @@ async def _count_one(
             row = rows[msg.partition] = Row(record)
         for fp, episode in changes:
             row.episodes[fp] = [msg.offset, episode]
+    row = rows.get(msg.partition)
+    if row is not None:
+        row.offsets[f"{msg.topic}:{msg.partition}"] = msg.offset
     if outcome.counted is not None and outcome.event is not None:
         rows[msg.partition].events.append([str(outcome.event.event_id), *outcome.counted])
 
@@ -382,6 +388,7 @@ def restore_state(
         store.add_totals(*totals)
     state.processor.store = store
     state.processor.seen = restored.seen
+    state.processor.replayed = restored.replayed
     state.rows = restored.index
     episodes: dict[str, Any] = dict(episode_rows)
     for fp, (_, episode) in restored.episodes.items():

@@ -60,11 +60,16 @@ def auth_headers(settings: Settings) -> dict[str, str]:
 
 def worker_get(settings: Settings, path: str, timeout: float = 10) -> Any:
     """GET a path of the worker's query API and parse the JSON; raises ``OSError`` subclasses."""
+    return _worker_get(settings, path, timeout)[0]
+
+
+def _worker_get(settings: Settings, path: str, timeout: float = 10) -> tuple[Any, str | None]:
+    """The JSON of a GET, and the workers whose parts it holds (X-Disruptfeed-Workers)."""
     url = f"http://{settings.worker_host}:{settings.worker_port}{path}"
     request = urllib.request.Request(url, headers=auth_headers(settings))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http only
-            return json.load(response)
+            return json.load(response), response.headers.get("X-Disruptfeed-Workers")
     except urllib.error.HTTPError as exc:
         exc.close()  # release its socket before re-raising
         raise
@@ -73,7 +78,12 @@ def worker_get(settings: Settings, path: str, timeout: float = 10) -> Any:
 def _get(settings: Settings, path: str) -> Any:
     url = f"http://{settings.worker_host}:{settings.worker_port}{path}"
     try:
-        return worker_get(settings, path)
+        data, workers = _worker_get(settings, path)
+        if workers:  # which worker was asked, and whose partitions the answer holds
+            names = workers.split(", ")
+            more = f", with the parts of {', '.join(names[1:])}" if len(names) > 1 else ""
+            click.echo(f"asked the worker at {names[0]}{more}", err=True)
+        return data
     except urllib.error.HTTPError as exc:
         fail(f"the worker at {url} answered {exc.code}: {exc.read().decode()[:200]}", EXIT_BROKER)
     except OSError as exc:

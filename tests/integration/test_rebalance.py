@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ async def test_a_second_worker_takes_partitions_and_gives_them_back(
     env = {"DISRUPTFEED_WORKER_STORE": store}
     first = WorkerProcess(settings, tmp_path / "first", env=env)
     second = WorkerProcess(settings, tmp_path / "second", env=env)
+    second.token = first.token  # one feed, one token: workers ask each other with the caller's
 
     async def publish(chunk: list[Any]) -> None:
         async with FeedProducer(settings) as producer:
@@ -49,7 +51,8 @@ async def test_a_second_worker_takes_partitions_and_gives_them_back(
         await asyncio.to_thread(second.start)
 
         def split() -> bool:
-            mine, theirs = first.get("/counts"), second.get("/counts")
+            mine = first.get("/counts?scope=local")
+            theirs = second.get("/counts?scope=local")
             return (
                 bool(mine)
                 and bool(theirs)
@@ -65,6 +68,12 @@ async def test_a_second_worker_takes_partitions_and_gives_them_back(
             print(second.tail(80))
             raise
         assert first.get("/health")["status"] == second.get("/health")["status"] == "ok"
+        # Either worker answers for every region, saying which workers the parts came from.
+        for asked, other in ((first, second), (second, first)):
+            assert asked.get("/counts") == early
+            workers = asked.header("/counts", "X-Disruptfeed-Workers").split(", ")
+            assert workers == [f"http://127.0.0.1:{asked.port}", f"http://127.0.0.1:{other.port}"]
+        assert first.get("/alerts")["alerts"] == second.get("/alerts")["alerts"]
 
         # Both count the rest of the stream, each on its own partitions.
         await publish(events[half:])
@@ -72,7 +81,7 @@ async def test_a_second_worker_takes_partitions_and_gives_them_back(
         expected = history.processor.store.snapshot()
 
         def shared() -> bool:
-            return {**first.get("/counts"), **second.get("/counts")} == expected
+            return bool(first.get("/counts") == second.get("/counts") == expected)
 
         await asyncio.to_thread(first.wait_for, shared, "exact counts on two workers")
 
@@ -89,4 +98,67 @@ async def test_a_second_worker_takes_partitions_and_gives_them_back(
     got = {a.alert_id for a in published}
     derived = {a.alert_id for a in history.alerts}
     assert len(derived) > 40
+    assert (derived - got, got - derived) == (set(), set())
+
+
+async def test_a_worker_killed_mid_stream_is_taken_over_and_counts_stay_exact(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = await make_settings()
+    events = build_sample()
+    half = len(events) // 2
+    env = {"DISRUPTFEED_SESSION_TIMEOUT": "6"}  # the group notices a dead member sooner
+    first = WorkerProcess(settings, tmp_path / "first", env=env)
+    second = WorkerProcess(settings, tmp_path / "second", env=env)
+    second.token = first.token
+
+    async def publish(chunk: list[Any]) -> None:
+        async with FeedProducer(settings) as producer:
+            assert all(o.ok for o in await producer.publish_many(chunk))
+
+    try:
+        for worker in (first, second):
+            await asyncio.to_thread(worker.start)
+        for worker in (first, second):
+            await asyncio.to_thread(worker.wait_healthy)
+        await publish(events[:half])
+        early = (await recount(settings)).processor.store.snapshot()
+
+        def both_count() -> bool:
+            local = first.get("/counts?scope=local"), second.get("/counts?scope=local")
+            return all(local) and first.get("/counts") == early
+
+        await asyncio.to_thread(first.wait_for, both_count, "two workers sharing the counts")
+        publishing = asyncio.create_task(publish(events[half:]))
+        await asyncio.to_thread(second.kill)  # mid-stream
+        await publishing
+        history = await recount(settings)
+        expected = history.processor.store.snapshot()
+
+        def taken_over() -> bool:
+            try:
+                return bool(first.get("/counts") == expected)
+            except urllib.error.HTTPError as exc:
+                # Until the group drops the dead member, the answer names it, never a part.
+                if exc.code != 503:
+                    raise
+                return False
+
+        try:
+            await asyncio.to_thread(first.wait_for, taken_over, "the survivor's exact counts")
+        except AssertionError:
+            print("health", first.get("/health"))
+            got_now = first.get("/counts?scope=local")
+            print("diff", {r: (got_now.get(r), expected.get(r)) for r in {*got_now, *expected}
+                           if got_now.get(r) != expected.get(r)})  # fmt: skip
+            raise
+        assert first.header("/counts", "X-Disruptfeed-Workers") == f"http://127.0.0.1:{first.port}"
+    finally:
+        await asyncio.to_thread(first.stop)
+        if second.proc is not None:
+            await asyncio.to_thread(second.kill)
+
+    published = [a async for a in read_alerts(settings, start="earliest", until_end=True)]
+    got = {a.alert_id for a in published}
+    derived = {a.alert_id for a in history.alerts}
     assert (derived - got, got - derived) == (set(), set())

@@ -51,6 +51,7 @@ class WorkerProcess:
             "DISRUPTFEED_DATA_DIR": str(self.state_dir),
             "DISRUPTFEED_GRACE_SECONDS": str(self.settings.grace_seconds),
             "DISRUPTFEED_DEDUPE_HORIZON_DAYS": str(self.settings.dedupe_horizon_days),
+            "DISRUPTFEED_REPLICATION_FACTOR": str(self.settings.replication_factor),
             "DISRUPTFEED_API_TOKEN": self.token,
         }
         if self.rules is not None:
@@ -74,6 +75,13 @@ class WorkerProcess:
         except urllib.error.HTTPError as exc:
             exc.close()  # its socket, or pytest reports an unclosed resource
             raise
+
+    def header(self, path: str, name: str) -> str:
+        """One response header of an authorized GET."""
+        url = f"http://127.0.0.1:{self.port}{path}"
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return str(response.headers[name])
 
     def status(self, path: str, token: str | None) -> int:
         """The HTTP status of a GET with the given bearer token (None: no header)."""

@@ -100,3 +100,17 @@ def test_rows_of_partitions_owned_elsewhere_are_told_apart() -> None:
 
     keys = ["t.a:0:5", "t.a:1:7", "summary:1", "summary:0", str(UUID(int=1)), 42]
     assert foreign_rows(keys, active={0}) == ["t.a:1:7", "summary:1"]
+
+
+def test_a_record_read_again_after_a_takeover_is_skipped_not_dead_lettered() -> None:
+    """The takeover test found it: replayed records beyond the horizon were dead-lettered."""
+    proc = Processor.for_settings(Settings(topic_prefix="t", dedupe_horizon_days=30))
+    _, old = _feed(proc, 0, 0)
+    for i in range(1, 41):
+        _feed(proc, i, i)
+    fresh = Processor.for_settings(Settings(topic_prefix="t", dedupe_horizon_days=30))
+    fresh.store = proc.store  # as restored: the counts, and the tables' last offset
+    fresh.replayed = {SRC: 40}
+    again = fresh.process("t.account-disrupted", 0, 0, b"RU", codec.encode(old), codec.headers(old))
+    assert (again.duplicate, again.dead_letter) == (True, None)
+    assert fresh.stats.duplicates == 1
