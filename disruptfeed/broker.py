@@ -49,10 +49,10 @@ _TAIL_LINES = 30
 
 _SERVER_PROPERTIES = """\
 # Written by disruptfeed on every broker start; edits are lost.
-# One KRaft node, broker and controller in one JVM, on loopback only.
+# A KRaft node, broker and controller in one JVM, on loopback only.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{cport}
+node.id={node_id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
@@ -63,11 +63,11 @@ num.partitions={n}
 # Topics are created on purpose, with their own retention: a typo must fail, not create one.
 auto.create.topics.enable=false
 # Internal topics default to replication 3 / min ISR 2, impossible on one node.
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+offsets.topic.replication.factor={rf}
+transaction.state.log.replication.factor={rf}
+transaction.state.log.min.isr={isr}
+share.coordinator.state.topic.replication.factor={rf}
+share.coordinator.state.topic.min.isr={isr}
 # The 3 s default only helps large groups; here it would delay every first join.
 group.initial.rebalance.delay.ms=0
 """
@@ -138,6 +138,9 @@ class LocalBroker:
         data_dir: Broker state directory; default ``settings.data_dir / "broker"``.
         port: Client (PLAINTEXT) port; default ``settings.broker_port``.
         controller_port: KRaft controller port; default ``settings.controller_port``.
+        node_id: This node's id in its cluster.
+        voters: The cluster's ``controller.quorum.voters``; default this node alone.
+        nodes: How many nodes the cluster has (internal topics are replicated to up to 3).
         log_to_console: Send the broker's output to this process's stdout (it keeps writing
             there after this process exits) and to ``broker.log``; for debugging.
     """
@@ -149,6 +152,9 @@ class LocalBroker:
         data_dir: Path | None = None,
         port: int | None = None,
         controller_port: int | None = None,
+        node_id: int = 1,
+        voters: str | None = None,
+        nodes: int = 1,
         log_to_console: bool = False,
     ) -> None:
         self.settings = settings
@@ -159,6 +165,9 @@ class LocalBroker:
             settings.controller_port if controller_port is None else controller_port
         )
         self.version = settings.kafka_version
+        self.node_id = node_id
+        self.voters = voters or f"{node_id}@127.0.0.1:{self.controller_port}"
+        self.nodes = nodes
         self.log_to_console = log_to_console
         self._proc: _Detached | None = None
         self._props = self.data_dir / "server.properties"
@@ -205,17 +214,36 @@ class LocalBroker:
             record = self._live_record()
             if record is not None:
                 return self._adopt(record, timeout)
-            self._pid_file.unlink(missing_ok=True)  # stale: the broker crashed or was killed
-            self._check_ports()
-            lib = self.resolve_jars(progress)
-            java = check_tool("java")
-            self._write_configs()
-            self._format_storage(java, lib)
-            pid = self._launch(java, lib)
+            pid = self._launch_new(progress)
             self._await_ready(pid, timeout)
             return BrokerStatus(
                 True, pid, self.bootstrap_servers, self.data_dir, self.version, True
             )
+
+    def launch(self, progress: Callable[[str], None] | None = None) -> int | None:
+        """Launch the node without waiting for it to answer; None if it runs already.
+
+        For a cluster, whose nodes answer only once a quorum of them runs
+        (:class:`disruptfeed._cluster.LocalCluster`); then :meth:`await_ready`.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.data_dir / ".lock"):
+            if self._live_record() is not None:
+                return None
+            return self._launch_new(progress)
+
+    def await_ready(self, pid: int, timeout: float) -> None:
+        """Wait for a :meth:`launch` ed node to answer (LauncherError, node stopped, if not)."""
+        self._await_ready(pid, timeout)
+
+    def _launch_new(self, progress: Callable[[str], None] | None) -> int:
+        self._pid_file.unlink(missing_ok=True)  # stale: the broker crashed or was killed
+        self._check_ports()
+        lib = self.resolve_jars(progress)
+        java = check_tool("java")
+        self._write_configs()
+        self._format_storage(java, lib)
+        return self._launch(java, lib)
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop the broker with SIGTERM (a clean shutdown), with SIGKILL only after ``timeout``.
@@ -315,7 +343,16 @@ class LocalBroker:
                 )
 
     def _write_configs(self) -> None:
-        values = {"port": self.port, "cport": self.controller_port, "log_dirs": self._log_dirs}
+        rf = min(self.nodes, 3)
+        values = {
+            "port": self.port,
+            "cport": self.controller_port,
+            "log_dirs": self._log_dirs,
+            "node_id": self.node_id,
+            "voters": self.voters,
+            "rf": rf,
+            "isr": 2 if rf >= 3 else 1,
+        }
         write_atomic(self._props, _SERVER_PROPERTIES.format(**values, n=self.settings.partitions))
         log4j = _LOG4J2_PROPERTIES
         if self.log_to_console:  # stdout is the console then; the file needs its own appender

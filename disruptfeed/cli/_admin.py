@@ -52,21 +52,66 @@ def start_broker(settings: Settings) -> None:
 
 
 @broker.command("start")
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 9),
+    default=1,
+    show_default=True,
+    help="Nodes in the cluster. 3 or more: a KRaft cluster on free local ports under "
+    "<data dir>/cluster, topics with replication factor 3 and min.insync.replicas=2.",
+)
 @click.pass_context
-def broker_start(ctx: click.Context) -> None:
+def broker_start(ctx: click.Context, nodes: int) -> None:
     """Start the broker if it is not running, wait until it answers, create topics."""
-    start_broker(settings_from(ctx))
+    settings = settings_from(ctx)
+    if nodes == 1:
+        start_broker(settings)
+        return
+    start_cluster(settings, nodes)
+
+
+def start_cluster(settings: Settings, nodes: int) -> None:
+    """Start a local cluster of ``nodes`` and create the topics, replicated; print its env."""
+    from disruptfeed._cluster import LocalCluster
+    from disruptfeed.topics import create_topics
+
+    _local(settings)  # refuses when DISRUPTFEED_BOOTSTRAP_SERVERS names another cluster
+    cluster = LocalCluster(settings, nodes)
+    try:
+        for status in cluster.start(progress=lambda msg: click.echo(msg, err=True)):
+            click.echo(f"node at {status.bootstrap_servers} (pid {status.pid})", err=True)
+    except (DisruptFeedError, ValueError) as exc:
+        fail(str(exc))
+    replicated = settings.model_copy(
+        update={"bootstrap_servers": cluster.bootstrap_servers, "replication_factor": min(nodes, 3)}
+    )
+    for name, state in run(create_topics(replicated)).items():
+        click.echo(f"topic {name}: {state}", err=True)
+    click.echo("# use the cluster in this shell with:", err=True)
+    click.echo(f"export DISRUPTFEED_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
+    click.echo(f"export DISRUPTFEED_REPLICATION_FACTOR={min(nodes, 3)}")
 
 
 @broker.command("stop")
 @click.pass_context
 def broker_stop(ctx: click.Context) -> None:
-    """Stop the broker cleanly (SIGTERM, then wait for it to exit)."""
+    """Stop the broker (and a local cluster, if one was started) cleanly."""
     from disruptfeed.broker import LocalBroker
 
-    local = _local(settings_from(ctx))
+    settings = settings_from(ctx)
+    local = _local(settings)
     assert isinstance(local, LocalBroker)
     click.echo("broker stopped" if local.stop() else "broker was not running", err=True)
+    layout = settings.data_dir / "cluster" / "cluster.json"
+    if layout.is_file():
+        import json
+
+        from disruptfeed._cluster import LocalCluster
+
+        nodes = len(json.loads(layout.read_text(encoding="utf-8"))["ports"])
+        stopped = LocalCluster(settings, nodes).stop()
+        click.echo(f"{nodes}-node cluster " + ("stopped" if stopped else "was not running"),
+                   err=True)  # fmt: skip
 
 
 @broker.command("status")

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import click
 
-from disruptfeed.cli._common import EXIT_REJECTED, run, settings_from
+from disruptfeed.cli._common import EXIT_BROKER, EXIT_REJECTED, run, settings_from
 from disruptfeed.sample import DEFAULT_SEED, SampleSpec, build_sample
 from disruptfeed.topics import EVENT_TOPICS
 from schemas import AccountDisrupted, Event, NetworkIdentified, ReportReleased, codec
@@ -50,7 +50,9 @@ def publish(ctx: click.Context, file: Path, chunk: int) -> None:
 
     Each line is one event (see 'disruptfeed schemas export'). Bad lines are reported on stderr
     as FILE:LINE: field: reason and skipped; the lines around them are still published. A repeated
-    event id is published once. Exits 1 if any line was rejected, 3 if the broker is unreachable.
+    event id is published once. Exits 1 if any line was rejected; 3 if the broker is unreachable
+    or did not acknowledge some lines (listed as FILE:LINE: not acknowledged: reason; publishing
+    them again is safe, since the worker counts an event id once).
     """
     from producers import LineResult, publish_lines
 
@@ -72,6 +74,8 @@ def publish(ctx: click.Context, file: Path, chunk: int) -> None:
     for line, reason in report.failed:
         click.secho(f"{name}:{line}: not acknowledged: {reason}", fg="red", err=True)
     click.echo(report.summary(), err=True)
+    if report.failed:
+        sys.exit(EXIT_BROKER)  # not the input's fault: retrying those lines later may work
     if not report.ok:
         sys.exit(EXIT_REJECTED)
 
