@@ -22,6 +22,7 @@ from disruptfeed.topics import create_topics
 from schemas import AccountDisrupted, codec
 from tests.factories import account
 from tests.integration.helpers import read_all
+from tests.integration.worker import POLL_SECONDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -100,7 +101,7 @@ async def test_broker_killed_mid_publish_loses_no_acknowledged_event(
         deadline = time.monotonic() + 120
         while _offsets_total(settings) < EVENTS // 5:  # a fifth is in: mid-publish
             assert time.monotonic() < deadline, "publish did not start"
-            time.sleep(0.1)  # the poll interval of this wait-for-condition
+            time.sleep(POLL_SECONDS)  # the poll interval of this wait-for-condition
         own_broker.kill()
         # The outage is the fault injected, not a wait for a state: it lasts outage_s.
         time.sleep(outage_s)

@@ -12,6 +12,7 @@ from producers import FeedProducer
 from schemas import AccountDisrupted
 from tests.conftest import SettingsFactory
 from tests.factories import account
+from tests.integration.worker import POLL_SECONDS
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,7 @@ async def test_members_join_and_leave_mid_stream_and_the_group_misses_nothing(
                 if task.done():
                     task.result()  # a member that crashed fails the test with its error
             assert loop.time() < deadline, f"timed out waiting for {what}"
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(POLL_SECONDS)
 
     def received() -> set[UUID]:
         return {i for ids in got.values() for i in ids}
