@@ -203,13 +203,14 @@ class Processor:
         """
         headers = list(headers)
         self.stats.processed += 1
-        if offset <= self.replayed.get(f"{topic}:{partition}", -1):
+        source = f"{topic}:{partition}"
+        if offset <= self.replayed.get(source, -1):
             # Read again after a restart or rebalance, though the tables already hold what it
             # did: skipped whole (a count, a dead letter or nothing; its id may be forgotten).
             self.stats.duplicates += 1
             return Outcome(duplicate=True)
         try:
-            return self._process(topic, partition, headers, value, seen, timestamp_ms)
+            return self._process(topic, source, partition, headers, value, seen, timestamp_ms)
         except InvalidEventError as exc:
             error: Exception = exc
             internal = False
@@ -228,6 +229,7 @@ class Processor:
     def _process(
         self,
         topic: str,
+        source: str,
         partition: int,
         headers: list[tuple[str, bytes]],
         value: bytes | None,
@@ -244,7 +246,6 @@ class Processor:
         limit = self.max_future_ms
         if limit is not None and timestamp_ms is not None and occurred_ms > timestamp_ms + limit:
             raise FutureEventTimeError.ahead(occurred_ms, timestamp_ms, limit // 1000)
-        source = f"{topic}:{partition}"
         event_int = event.event_id.int
         if seen(event_int) if seen is not None else self.seen.seen(event_int, source, occurred_ms):
             self.stats.duplicates += 1

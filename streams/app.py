@@ -13,8 +13,8 @@ Design, and why:
   for the set of counted ids; they reach the changelog before the batch's offsets are committed,
   so a crashed worker recovers exactly the events it counted and re-reads the rest, skipping any
   already counted. The same row carries the alert episodes its events changed, so restored
-  episodes always match restored counts (see ``_Row``). (One row per event capped the worker at
-  ~3,500 events/s: a changelog send and a RocksDB write per event.)
+  episodes always match restored counts (see :mod:`streams._rows`). (One row per event capped
+  the worker at ~3,500 events/s: a changelog send and a RocksDB write per event.)
 - Counts and the counted-id set are rebuilt in memory from the table after every recovery
   (``on_recover``) and kept by :class:`streams.CountStore`; Faust's windowed tables are not used
   (see the project's notes).
@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
     alerts = app.topic(settings.topic(ALERTS), key_serializer="raw", value_serializer="raw")
     # Faust's recovery decodes changelog keys as JSON whatever the table's schema says (raw keys
     # fail there), so both tables use JSON keys and values.
-    # "topic:partition:offset" -> [[event id, *counted facts], ...]: see the module docstring.
+    # Batch rows and per-partition summaries: see streams._rows.
     events = app.Table(
         "events",
         default=None,
