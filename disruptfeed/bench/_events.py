@@ -15,6 +15,7 @@ __all__ = [
     "burst_events",
     "encode",
     "feed_events",
+    "history_chunks",
     "region_mix",
     "size_stats",
     "week_events",
@@ -24,7 +25,7 @@ import datetime as dt
 import random
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from statistics import fmean
 from typing import NamedTuple, TypeVar
@@ -79,14 +80,31 @@ def feed_events(count: int, seed: int = DEFAULT_SEED) -> list[EventBase]:
 
     The same seed gives the same events, ids included.
     """
+    return next(_event_chunks(count, count, seed), [])
+
+
+def _event_chunks(count: int, chunk: int, seed: int) -> Iterator[list[EventBase]]:
     everything, _ = _templates()
     rng = random.Random(seed)  # noqa: S311 - reproducible workload, not secrets
     when = T0
-    events: list[EventBase] = []
-    for _ in range(count):
-        when += dt.timedelta(seconds=round(rng.expovariate(1 / MEAN_GAP_S), 3))
-        events.append(_renew(rng.choice(everything), _uuid(rng), when))
-    return events
+    for start in range(0, count, chunk):
+        events: list[EventBase] = []
+        for _ in range(min(chunk, count - start)):
+            when += dt.timedelta(seconds=round(rng.expovariate(1 / MEAN_GAP_S), 3))
+            events.append(_renew(rng.choice(everything), _uuid(rng), when))
+        yield events
+
+
+def history_chunks(
+    count: int, chunk: int = 50_000, seed: int = DEFAULT_SEED
+) -> Iterator[list[Record]]:
+    """:func:`feed_events` of ``count`` events as records, ``chunk`` at a time.
+
+    A long history (a million events spans about a year of event time) in bounded memory: the
+    events of one chunk are dropped once encoded.
+    """
+    for events in _event_chunks(count, chunk, seed):
+        yield encode(events)
 
 
 def burst_events(count: int, burst: int, seed: int = DEFAULT_SEED) -> list[AccountDisrupted]:

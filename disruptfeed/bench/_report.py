@@ -24,7 +24,7 @@ from importlib import metadata
 from statistics import median
 from typing import Any, Final, Literal
 
-Unit = Literal["events/s", "ms", "MB"]
+Unit = Literal["events/s", "ms", "MB", "s"]
 Family = Literal["producer", "consumer", "other"]
 
 
@@ -55,6 +55,7 @@ CASES: Final[tuple[CaseSpec, ...]] = (
     CaseSpec("publish-to-webhook-p99", "ms", "other"),
     CaseSpec("feed-replay-verify", "events/s", "consumer"),
     CaseSpec("worker-peak-rss", "MB", "other"),
+    CaseSpec("worker-restore", "s", "other"),
 )
 """Every case, in the order of the report."""
 
@@ -63,7 +64,7 @@ PRODUCER_PEERS: Final = ("aiokafka-producer", "kafka-producer")
 CONSUMER_PEERS: Final = ("aiokafka-consumer", "kafka-consumer")
 """Consumer and pipeline throughputs are compared with these."""
 
-_DIGITS: Final[dict[str, int]] = {"events/s": 1, "ms": 2, "MB": 1}
+_DIGITS: Final[dict[str, int]] = {"events/s": 1, "ms": 2, "MB": 1, "s": 2}
 
 
 @dataclass(slots=True)

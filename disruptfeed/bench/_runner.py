@@ -40,6 +40,7 @@ from disruptfeed.bench._latency import alert_rules, publish_to_alert, webhook_pa
 from disruptfeed.bench._processor import processor_rate
 from disruptfeed.bench._quix import quix_rate
 from disruptfeed.bench._report import CASES, CaseResult
+from disruptfeed.bench._restore import restore_figures
 from disruptfeed.bench._topics import create_topics, delete_topics, first_group
 from disruptfeed.bench._worker import BenchDispatcher, BenchWorker, drain_rate
 from disruptfeed.broker import free_port
@@ -69,6 +70,7 @@ class Plan:
         alert_seconds: How long that stream lasts.
         burst: Events per burst in that stream (one alert per burst).
         rss_per_day: Events per region per day for worker-peak-rss (250 regions, 7 days).
+        restore_events: The history worker-restore counts, then restarts on.
     """
 
     runs: int
@@ -79,6 +81,7 @@ class Plan:
     alert_seconds: float
     burst: int
     rss_per_day: int
+    restore_events: int
 
     @property
     def warmup_s(self) -> float:
@@ -95,6 +98,7 @@ QUICK = Plan(
     alert_seconds=10.0,
     burst=20,
     rss_per_day=4,
+    restore_events=20_000,
 )
 """A smoke run: every case once, in well under three minutes on two cores."""
 FULL = Plan(
@@ -106,6 +110,7 @@ FULL = Plan(
     alert_seconds=60.0,
     burst=25,
     rss_per_day=24,
+    restore_events=1_000_000,
 )
 """The figures worth publishing: about ten minutes on two cores."""
 
@@ -290,6 +295,9 @@ class Bench:
             "feed-processor": lambda: processor_rate(s, self.pipeline_records),
             _LATENCY[0]: lambda: self._latency(s, scratch),
             "worker-peak-rss": lambda: self._rss(s, scratch),
+            "worker-restore": lambda: restore_figures(
+                s, self.plan.restore_events, scratch, self.say
+            ),
             "feed-replay-verify": lambda: replay_verify_rate(
                 s, _accounts(self.records * self.plan.consumer_passes), scratch
             ),
