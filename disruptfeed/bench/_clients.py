@@ -18,11 +18,13 @@ __all__ = [
     "feed_produce",
     "kafka_consume",
     "kafka_produce",
+    "log_dir_bytes",
     "rdkafka_config",
 ]
 
 import asyncio
 import csv
+import json
 import re
 import subprocess
 import time
@@ -103,6 +105,36 @@ def _run_tool(lib: Path, tool: str, args: list[str]) -> str:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
         raise BenchError(f"{tool} failed (exit {done.returncode}):\n{tail}")
     return done.stdout
+
+
+def log_dir_bytes(
+    lib: Path, settings: Settings, topics: Sequence[str], workdir: Path
+) -> dict[str, int]:
+    """Bytes each topic holds on the brokers' disks, all partitions and replicas.
+
+    From Kafka's LogDirsCommand: what the records cost at rest, compression included.
+    """
+    config = _properties_file(settings, workdir, "admin.properties")
+    out = _run_tool(
+        lib,
+        "LogDirsCommand",
+        [
+            "--bootstrap-server", settings.bootstrap,
+            "--command-config", str(config),
+            "--describe", "--topic-list", ",".join(topics),
+        ],
+    )  # fmt: skip
+    document = next((line for line in out.splitlines() if line.startswith("{")), None)
+    if document is None:
+        raise BenchError(f"no JSON in LogDirsCommand output:\n{out[-2000:]}")
+    sizes = dict.fromkeys(topics, 0)
+    for broker in json.loads(document)["brokers"]:
+        for log_dir in broker["logDirs"]:
+            for partition in log_dir["partitions"]:
+                topic = partition["partition"].rsplit("-", 1)[0]
+                if topic in sizes:
+                    sizes[topic] += int(partition["size"])
+    return sizes
 
 
 def kafka_produce(lib: Path, settings: Settings, records: Sequence[Record], workdir: Path) -> float:

@@ -296,7 +296,7 @@ class Bench:
             _LATENCY[0]: lambda: self._latency(s, scratch),
             "worker-peak-rss": lambda: self._rss(s, scratch),
             "worker-restore": lambda: restore_figures(
-                s, self.plan.restore_events, scratch, self.say
+                s, self.plan.restore_events, scratch, self.lib, self.say
             ),
             "feed-replay-verify": lambda: replay_verify_rate(
                 s, _accounts(self.records * self.plan.consumer_passes), scratch
