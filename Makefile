@@ -1,27 +1,49 @@
 # Disruption Feed: two commands on a fresh machine with Python 3.11+, Java 17+ and Maven.
 #   make demo   installs, starts the embedded broker, publishes the sample data, shows it arriving
 #   make test   installs, lints, type-checks and runs every test against a real broker
+# Both install exactly the versions in requirements.lock, each checked against its hash.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements.lock
+# The lock is for CPython 3.11 on Linux x86_64 (glibc 2.28+), whatever machine runs `make lock`.
+LOCK_FLAGS := --extra dev --extra bench --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock'
+PIP_AUDIT := pip-audit==2.10.1
 
-.PHONY: help install demo test lint typecheck unit integration broker-start broker-stop clean
+.PHONY: help install lock audit demo test lint typecheck unit integration broker-start broker-stop clean
 
 help:
 	@echo "make demo   - run the whole product locally (broker, topics, sample data)"
 	@echo "make test   - lint, type-check and run all tests against a real Kafka broker"
+	@echo "make lock   - re-resolve requirements.lock after editing pyproject.toml (UPGRADE=1: newest)"
+	@echo "make audit  - check the locked versions against a vulnerability database (network)"
 	@echo "make lint | typecheck | unit | integration | broker-start | broker-stop | clean"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@# Every package, pip and setuptools included, at its locked version and checked against its
+	@# hashes; a package missing from the lock stops the install instead of being fetched unpinned.
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	@# The project itself, built by the locked setuptools rather than one fetched for the build.
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Keeps every pin that still fits pyproject.toml; UPGRADE=1 moves each to its newest allowed.
+lock: $(STAMP)
+	$(BIN)/uv pip compile --quiet pyproject.toml requirements-tools.in $(LOCK_FLAGS) \
+		$(if $(UPGRADE),--upgrade) -o $(LOCK)
+
+# Needs a network that reaches PyPI's vulnerability data; not part of `make test` or CI.
+# pip-audit runs in a throwaway environment of uv's, so the venv keeps exactly the lock.
+audit: $(STAMP)
+	$(BIN)/uv tool run --python $(BIN)/python --from '$(PIP_AUDIT)' \
+		pip-audit --strict --disable-pip --require-hashes -r $(LOCK)
 
 demo: $(STAMP)
 	$(BIN)/disruptfeed demo
