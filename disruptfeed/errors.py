@@ -17,7 +17,8 @@ operation later, or give up on the input and dead-letter or reject it.
     │   ├── BrokerNotRunningError       yes   no broker answers at the configured address
     │   └── PublishError                yes   a send failed after the client's own retries
     ├── LauncherError                   no    the embedded broker cannot be started here
-    │   └── MissingToolError            no    java or mvn is not installed
+    │   ├── MissingToolError            no    java or mvn is not installed
+    │   └── IntegrityError              no    a downloaded jar or Go module fails its checksum
     ├── ReplayIntegrityError            no    replayed history differs from its manifest
     └── DeliveryError                   yes   a webhook attempt failed; the schedule retries it
         └── EndpointGoneError           no    the endpoint answered 410: stop delivering
@@ -37,6 +38,7 @@ __all__ = [
     "EndpointRefusedError",
     "FieldProblem",
     "FutureEventTimeError",
+    "IntegrityError",
     "InvalidEventError",
     "LauncherError",
     "MissingToolError",
@@ -207,6 +209,30 @@ class LauncherError(DisruptFeedError):
 
 class MissingToolError(LauncherError):
     """A program the embedded broker needs (java, mvn) is not on PATH."""
+
+
+class IntegrityError(LauncherError):
+    """A downloaded artifact (a Kafka jar, a Go module) does not hash to its published value.
+
+    Nothing from it is run: the bad file has been deleted by the time this is raised, so the
+    next start downloads it again.
+
+    Args:
+        path: The file (or module) that failed the check.
+        expected: The hash it should have (or what was expected in its place).
+        actual: The hash it has (or what was found).
+        source: Where ``expected`` comes from.
+        action: What was done about it, and what happens next.
+    """
+
+    def __init__(self, path: object, expected: str, actual: str, source: str, action: str) -> None:
+        self.path = str(path)
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"integrity check failed for {path}: expected {expected} ({source}), "
+            f"got {actual}; {action}"
+        )
 
 
 class ReplayIntegrityError(DisruptFeedError):
