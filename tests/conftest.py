@@ -18,9 +18,21 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from disruptfeed.settings import Settings
 from disruptfeed.topics import create_topics
+
+# Property-based tests (tests/*/test_fuzz_*.py). "ci", the default, runs the same examples on
+# every run (derandomize: a red build is reproducible, a green one is not luck) with no
+# per-example deadline (two shared cores stall now and then); "explore" draws new random
+# examples each run, and more of them, for hunting locally: HYPOTHESIS_PROFILE=explore.
+# Tests that are slower per example (HTTP, the broker) scale their counts from max_examples.
+hypothesis_settings.register_profile(
+    "ci", max_examples=1_000, derandomize=True, deadline=None, database=None, print_blob=True
+)
+hypothesis_settings.register_profile("explore", max_examples=20_000, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
