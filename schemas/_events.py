@@ -109,6 +109,21 @@ class EventBase(BaseModel):
             )
         return value
 
+    @field_validator("occurred_at", "recorded_at")
+    @classmethod
+    def _whole_minute_offset(cls, value: dt.datetime) -> dt.datetime:
+        # JSON carries RFC 3339 offsets, +hh:mm: orjson writes a Python offset with seconds
+        # wrongly (+02:59:30 as "+02:60", which no reader accepts; +00:00:01 as "+00:00", another
+        # instant), so such a time could be validated here and never read back.
+        offset = value.utcoffset()
+        if offset is not None and offset % dt.timedelta(minutes=1):
+            shown = value.isoformat()[len(value.replace(tzinfo=None).isoformat()) :]
+            raise ValueError(
+                f"UTC offset {shown} is not a whole number of minutes; RFC 3339 offsets are "
+                "+hh:mm (convert the time to UTC)"
+            )
+        return value
+
     @property
     def region(self) -> str:
         """The actor region: the Kafka key and the CloudEvents subject."""
