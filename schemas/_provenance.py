@@ -34,6 +34,9 @@ SEQUENCE_HEADER: Final = "ce_sequence"
 KEY_ID_HEADER: Final = "ce_keyid"
 SIGNATURE_HEADER: Final = "ce_signature"
 _DOMAIN: Final = b"disruptfeed-event-v1"
+_MAX_SEQUENCE_DIGITS: Final = 19
+"""Longer ce_sequence values are malformed: no publisher numbers 10**19 events (and int()
+refuses more than 4,300 digits)."""
 
 
 def signed_message(
@@ -64,15 +67,20 @@ class Provenance:
         return signed_message(value, self.event_id, self.ce_type, self.source, seq)
 
 
-def provenance(headers: Iterable[tuple[str, bytes]]) -> Provenance:
-    """Read the provenance headers of a record; malformed ones read as missing."""
-    found: dict[str, bytes] = {}
+def provenance(headers: Iterable[tuple[str, bytes | None]]) -> Provenance:
+    """Read the provenance headers of a record; malformed ones read as missing.
+
+    Of repeated headers the last counts; a header with no value (Kafka allows one; aiokafka
+    reads it as None) is missing.
+    """
+    last: dict[str, bytes | None] = {}
     for name, raw in headers:
         if name in _WANTED:
-            found[name] = raw
+            last[name] = raw
+    found = {name: raw for name, raw in last.items() if raw is not None}
     sequence: int | None = None
     raw_seq = found.get(SEQUENCE_HEADER)
-    if raw_seq is not None and raw_seq.isdigit():
+    if raw_seq is not None and raw_seq.isdigit() and len(raw_seq) <= _MAX_SEQUENCE_DIGITS:
         sequence = int(raw_seq)
     signature: bytes | None = None
     raw_sig = found.get(SIGNATURE_HEADER)
