@@ -20,6 +20,7 @@ __all__ = [
     "load_rules",
 ]
 
+import re
 import tomllib
 from collections import Counter
 from collections.abc import Mapping
@@ -175,12 +176,7 @@ def load_rules(path: Path | None = None) -> RuleSet:
             data = path.read_bytes()
         except OSError as exc:
             raise ConfigurationError(f"{origin}: cannot read: {exc.strerror or exc}") from None
-    try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigurationError(f"{origin}: not UTF-8 text (byte {exc.start})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{origin}: invalid TOML: {exc}") from None
+    doc = _parse(origin, data)
     problems = [
         f"{origin}: unknown key {key!r}; a rule file holds [[rule]] tables and repeat_interval"
         for key in sorted(set(doc) - {"rule", "repeat_interval"})
@@ -215,6 +211,36 @@ def load_rules(path: Path | None = None) -> RuleSet:
     return RuleSet(rules=tuple(rules), repeat_interval=None if repeat == "never" else repeat)
 
 
+def _parse(origin: str, data: bytes) -> dict[str, Any]:
+    """The TOML document in ``data``, or a ConfigurationError naming ``origin`` and why not."""
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{origin}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{origin}: invalid TOML: {exc}") from None
+    except ValueError:
+        # Not a TOMLDecodeError: tomllib hands a decimal integer to int(), which refuses more
+        # than 4,300 digits (sys.get_int_max_str_digits).
+        where = _position(data, re.search(rb"[0-9_]{4301,}", data))
+        raise ConfigurationError(f"{origin}: invalid TOML: integer too long{where}") from None
+    except RecursionError:
+        # tomllib reads nested arrays and inline tables recursively.
+        raise ConfigurationError(
+            f"{origin}: invalid TOML: arrays or inline tables nested too deeply"
+        ) from None
+
+
+def _position(data: bytes, found: re.Match[bytes] | None) -> str:
+    """`` (at line L, column C)`` of a match in a file, as tomllib words positions; or ''."""
+    if found is None:
+        return ""
+    start = found.start()
+    line = data.count(b"\n", 0, start) + 1
+    column = len(data[data.rfind(b"\n", 0, start) + 1 : start].decode("utf-8")) + 1
+    return f" (at line {line}, column {column})"
+
+
 def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
     """One ``field: reason`` line per pydantic error, in the words of the rule file."""
     kind = raw.get("kind")
@@ -224,6 +250,8 @@ def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
         if loc and loc[0] in _KINDS:  # the discriminated union puts the tag first
             loc = loc[1:]
         field = ".".join(str(part) for part in loc)
+        if not field.isprintable():  # an unknown key "a\nb" would break the line in two
+            field = repr(field)
         kinds = ", ".join(repr(k) for k in _KINDS)
         match err["type"]:
             case "union_tag_invalid":
