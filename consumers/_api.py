@@ -1,6 +1,7 @@
 """The dispatcher's HTTP API: subscriptions, live streams, health. JSON in and out.
 
-Every route but ``/health`` needs ``Authorization: Bearer <token>`` (see :mod:`disruptfeed.auth`).
+Every route but ``/health`` needs ``Authorization: Bearer <token>``, and every request is held to
+the HTTP limits (body, query string): :mod:`disruptfeed._http`, in front of every path.
 
 - ``GET /subscriptions``, ``POST /subscriptions`` (``{"url", "kind", "regions", "rules",
   "states", "min_severity", "description", "from_beginning"}``; the answer carries the signing
@@ -29,7 +30,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from consumers._dispatcher import Dispatcher
 from consumers._registry import SubscriptionAdmin
 from consumers._streams import add_stream_routes
-from disruptfeed.auth import OPEN_PATHS, authorized, unauthorized_body
+from disruptfeed._http import application_options
+from disruptfeed.auth import check_bind
 from disruptfeed.errors import ConfigurationError, EndpointRefusedError, NotFoundError
 from disruptfeed.settings import Settings
 from schemas import AlertStatus, Region, Severity
@@ -37,9 +39,8 @@ from schemas._subscriptions import AlertFilter, SubscriptionKind, SubscriptionRe
 
 log = logging.getLogger(__name__)
 
-_MAX_BODY: Final = 64 * 1024
 _DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
-_TOKENS: Final = web.AppKey[tuple[str, ...]]("tokens")
+_SETTINGS: Final = web.AppKey("api-settings", Settings)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -51,8 +52,8 @@ class _NewSubscription(BaseModel):
 
     url: Annotated[str, AfterValidator(http_url)]
     kind: SubscriptionKind = "webhook"
-    regions: tuple[Region, ...] = Field(default=(), max_length=300)
-    rules: tuple[str, ...] = Field(default=(), max_length=300)
+    regions: tuple[Region, ...] = ()
+    rules: tuple[str, ...] = ()
     states: tuple[AlertStatus, ...] = ()
     min_severity: Severity = "info"
     description: str = Field(default="", max_length=500)
@@ -73,8 +74,6 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 def _failure(exc: Exception) -> web.Response | None:
     """The JSON answer for an error a handler raised about the request; None: not ours."""
-    if isinstance(exc, web.HTTPException) and exc.status >= 400:
-        return _error(exc.status, exc.reason)
     if isinstance(exc, ValidationError):
         problems = [
             {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]}
@@ -91,15 +90,11 @@ def _failure(exc: Exception) -> web.Response | None:
 
 
 @web.middleware
-async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    tokens: tuple[str, ...] = request.app[_TOKENS]
-    if request.path not in OPEN_PATHS and not authorized(
-        request.headers.get("Authorization"), tokens
-    ):
-        return _json(unauthorized_body(), 401)
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Our handlers' errors about a request, as JSON; HTTP errors are the guard's to answer."""
     try:
         return await handler(request)
-    except (web.HTTPException, ValidationError, ConfigurationError) as exc:
+    except (ValidationError, ConfigurationError) as exc:
         answer = _failure(exc)
         if answer is None:
             raise
@@ -135,6 +130,15 @@ async def _create(request: web.Request) -> web.Response:
         data = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
         return _error(400, f"the body is not JSON: {exc}")
+    limit = request.app[_SETTINGS].http_max_filter_values
+    for name in ("regions", "rules", "states"):
+        given = data.get(name) if isinstance(data, dict) else None
+        if isinstance(given, list) and len(given) > limit:
+            message = (
+                f"{name}: {len(given)} values; a filter lists at most {limit} "
+                "(DISRUPTFEED_HTTP_MAX_FILTER_VALUES)"
+            )
+            return _error(400, message, field=name, limit=limit)
     spec = _NewSubscription.model_validate(data)
     filt = AlertFilter(
         regions=spec.regions, rules=spec.rules, states=spec.states, min_severity=spec.min_severity
@@ -179,10 +183,12 @@ async def _deliveries(request: web.Request) -> web.Response:
 
 
 def build_app(settings: Settings, dispatcher: Dispatcher) -> web.Application:
-    """The dispatcher's aiohttp application (bearer-token middleware included)."""
-    app = web.Application(middlewares=[_guard], client_max_size=_MAX_BODY)
+    """The dispatcher's aiohttp application (the guard's token check and limits included)."""
+    options = application_options(settings, settings.bearer_tokens())
+    options["middlewares"] = [*options["middlewares"], _errors]
+    app = web.Application(**options)
     app[_DISPATCHER] = dispatcher
-    app[_TOKENS] = settings.bearer_tokens()
+    app[_SETTINGS] = settings
     app.router.add_get("/health", _health)
     app.router.add_get("/subscriptions", _list)
     app.router.add_post("/subscriptions", _create)
@@ -195,7 +201,13 @@ def build_app(settings: Settings, dispatcher: Dispatcher) -> web.Application:
 
 
 async def serve(settings: Settings, *, port: int | None = None) -> None:
-    """Run a dispatcher and its HTTP API until SIGTERM/SIGINT, then stop cleanly."""
+    """Run a dispatcher and its HTTP API until SIGTERM/SIGINT, then stop cleanly.
+
+    Raises:
+        ConfigurationError: a non-loopback DISRUPTFEED_DISPATCHER_HOST without
+            DISRUPTFEED_API_TOKEN (:func:`disruptfeed.auth.check_bind`), before anything starts.
+    """
+    check_bind(settings.dispatcher_host, settings, "DISRUPTFEED_DISPATCHER_HOST")
     dispatcher = Dispatcher(settings)
     runner = web.AppRunner(build_app(settings, dispatcher), access_log=None)
     await runner.setup()

@@ -15,6 +15,9 @@ gap and no duplicate. An id for another topic layout is refused with a 400.
 
 A client that falls more than ``DISRUPTFEED_SSE_BUFFER`` messages behind is sent a final
 ``event: error`` with the id to resume from, and dropped: nothing is buffered without bound.
+At most ``DISRUPTFEED_HTTP_MAX_STREAMS_PER_TOKEN`` streams are open at once per API token (each
+holds a Kafka consumer); one more is answered 429 before anything is started for it. A filter
+lists at most ``DISRUPTFEED_HTTP_MAX_FILTER_VALUES`` values per parameter (400).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -34,6 +38,7 @@ from pydantic import ValidationError
 
 from consumers._kafka import partitions_of, start_consumer
 from disruptfeed._aiokafka import stop_client
+from disruptfeed._http import TOKEN_INDEX
 from disruptfeed.errors import BrokerNotRunningError, ConfigurationError, InvalidEventError
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS, event_types_by_topic
@@ -46,9 +51,10 @@ Position = dict[tuple[int, int], int]
 """(topic index, partition) -> the next offset to read."""
 
 _SETTINGS: Final = web.AppKey("stream-settings", Settings)
+_OPEN: Final = web.AppKey("open-streams", Counter[int | None])
+"""Live streams open now, per matched token index (None: an app without the guard, in tests)."""
 _WRITE_TIMEOUT: Final = 10.0
 """A client whose socket takes no bytes for this long is dropped (its buffer is full)."""
-_MAX_VALUES: Final = 300
 _LIVENESS_S: Final = 1.0
 
 
@@ -90,10 +96,15 @@ def decode_position(text: str, layout: set[tuple[int, int]]) -> Position:
 
 
 def _values(request: web.Request, name: str) -> list[str]:
+    limit = request.app[_SETTINGS].http_max_filter_values
     values = [v.strip() for raw in request.query.getall(name, []) for v in raw.split(",")]
     values = [v for v in values if v]
-    if len(values) > _MAX_VALUES:
-        raise _BadRequest(name, f"at most {_MAX_VALUES} values")
+    if len(values) > limit:
+        raise _BadRequest(
+            name,
+            f"{name}: {len(values)} values; a filter lists at most {limit} "
+            "(DISRUPTFEED_HTTP_MAX_FILTER_VALUES)",
+        )
     return values
 
 
@@ -192,14 +203,35 @@ async def _position(
 
 
 async def _stream(request: web.Request, kind: str) -> web.StreamResponse:
-    from aiokafka import TopicPartition
-
     settings = request.app[_SETTINGS]
     try:
         matcher = _matcher(kind, _filter(request, kind))
         _since(request)
     except _BadRequest as exc:
         return _error(400, exc.field, exc.reason)
+    token = request.get(TOKEN_INDEX)
+    open_streams = request.app[_OPEN]
+    limit = settings.http_max_streams_per_token
+    if open_streams[token] >= limit:
+        reason = (
+            f"{limit} live streams are open with this token already; close one first "
+            "(DISRUPTFEED_HTTP_MAX_STREAMS_PER_TOKEN)"
+        )
+        response = _error(429, "", reason)
+        response.headers["Retry-After"] = "5"
+        return response
+    open_streams[token] += 1  # counted before the first await: no race past the limit
+    try:
+        return await _open(request, settings, kind, matcher)
+    finally:
+        open_streams[token] -= 1
+
+
+async def _open(
+    request: web.Request, settings: Settings, kind: str, matcher: Matcher
+) -> web.StreamResponse:
+    from aiokafka import TopicPartition
+
     topics = [settings.topic(ALERTS)] if kind == "alerts" else list(event_types_by_topic(settings))
     try:
         consumer = await start_consumer(settings)
@@ -345,5 +377,6 @@ async def _events(request: web.Request) -> web.StreamResponse:
 def add_stream_routes(app: web.Application, settings: Settings) -> None:
     """Serve ``GET /stream/alerts`` and ``GET /stream/events`` (no auth: the app adds it)."""
     app[_SETTINGS] = settings
+    app[_OPEN] = Counter()
     app.router.add_get("/stream/alerts", _alerts)
     app.router.add_get("/stream/events", _events)

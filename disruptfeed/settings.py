@@ -180,7 +180,34 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(
         default=None,
         description="Bearer token(s) every HTTP endpoint but /health requires; comma-separate "
-        "several to rotate. Unset: one is generated into <data_dir>/api-token on first use.",
+        "several to rotate. Unset: one is generated into <data_dir>/api-token on first use, and "
+        "the servers refuse to bind anything but a loopback address.",
+    )
+    http_max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1_024,
+        le=16 * 1024 * 1024,
+        description="Largest request body the HTTP servers read; a larger one gets 413.",
+    )
+    http_max_query_bytes: int = Field(
+        default=2_048,
+        ge=64,
+        le=8_000,
+        description="Longest query string (raw, as sent); a longer one gets 414. aiohttp itself "
+        "refuses a request line over 8,190 bytes with a plain-text 400.",
+    )
+    http_max_filter_values: int = Field(
+        default=300,
+        ge=1,
+        le=300,
+        description="Most values one filter may list per field (regions, rules, states, types) "
+        "in a subscription or a live stream's query; more gets 400.",
+    )
+    http_max_streams_per_token: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="Live streams (SSE) open at once per API token; one more gets 429.",
     )
 
     # --- Dispatcher: subscriptions, webhooks, live streams ---------------------------------------

@@ -11,7 +11,9 @@ workers' parts are gathered (:mod:`streams._peers`; header ``X-Disruptfeed-Worke
 ``?scope=local`` for this worker's partitions only.
 Each series' windows end at its own partition's stream time (the latest event time seen there),
 the "now" the alert rules read it at; ``stream_time`` is the latest of those.
-Every route but ``/health`` needs ``Authorization: Bearer <token>`` (:mod:`disruptfeed.auth`).
+Every route but ``/health`` needs ``Authorization: Bearer <token>``: the worker's aiohttp
+application checks it, and the request limits, for every path before any view runs
+(:mod:`disruptfeed._http`, installed by :func:`streams.app.create_app`).
 """
 
 from __future__ import annotations
@@ -20,13 +22,10 @@ __all__ = ["register_views"]
 
 import dataclasses
 import datetime as dt
-import functools
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from disruptfeed.auth import authorized, unauthorized_body
 from streams._peers import gather
 
 if TYPE_CHECKING:
@@ -68,24 +67,6 @@ def _stream_time(state: WorkerState) -> str | None:
     return dt.datetime.fromtimestamp(now / 1000, dt.UTC).isoformat() if now else None
 
 
-View = Callable[..., Awaitable[Any]]
-
-
-def _guarded(tokens: tuple[str, ...]) -> Callable[[View], View]:
-    """Wrap a view so that it answers 401 without one of ``tokens``."""
-
-    def wrap(view: View) -> View:
-        @functools.wraps(view)
-        async def guarded(web: Any, req: Any, **kwargs: Any) -> Any:
-            if not authorized(req.headers.get("Authorization"), tokens):
-                return _json(web, unauthorized_body(), status=401)
-            return await view(web, req, **kwargs)
-
-        return guarded
-
-    return wrap
-
-
 def _local_counts(web: Any, req: Any, state: WorkerState, region: str | None) -> Any:
     """This worker's counts at stream time, or with ``?at=<ISO 8601 time>`` ending then."""
     at = req.query.get("at")
@@ -119,20 +100,16 @@ async def _counts(web: Any, req: Any, app: Any, state: WorkerState, region: str 
 
 def register_views(app: Any, state: WorkerState) -> None:
     """Add the query views to a Faust app."""
-    guard = _guarded(state.settings.bearer_tokens())
 
     @app.page("/counts")  # type: ignore[untyped-decorator]
-    @guard
     async def counts(web: Any, req: Any) -> Any:
         return await _counts(web, req, app, state, None)
 
     @app.page("/counts/{region}")  # type: ignore[untyped-decorator]
-    @guard
     async def region_counts(web: Any, req: Any, region: str) -> Any:
         return await _counts(web, req, app, state, region)
 
     @app.page("/stats")  # type: ignore[untyped-decorator]
-    @guard
     async def stats(web: Any, req: Any) -> Any:
         return _json(
             web,
@@ -144,7 +121,6 @@ def register_views(app: Any, state: WorkerState) -> None:
         )
 
     @app.page("/alerts")  # type: ignore[untyped-decorator]
-    @guard
     async def alerts(web: Any, req: Any) -> Any:
         active = [a.model_dump(mode="json") for a in state.processor.engine.active()]
         local = {"stream_time": _stream_time(state), "alerts": active}

@@ -42,7 +42,9 @@ from typing import Any, Final
 
 import faust
 
+from disruptfeed._http import application_options
 from disruptfeed._loop import use_uvloop
+from disruptfeed.auth import check_bind
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import ALERTS, DEAD_LETTER, cluster_id, event_types_by_topic
 from schemas import DLQ_VALUE_BYTES_HEADER
@@ -122,6 +124,16 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
         web_host=settings.worker_host,
         web_port=settings.worker_port,
         web_bind=settings.worker_host,
+        # Every request passes our token check and limits (disruptfeed._http), and none of
+        # Faust's own views is served: /table and /router read tables and topology, /graph and
+        # the statistics expose internals, and the project uses none of them. Faust's
+        # production index ("/", {"status": "OK"}) has no switch; it is behind the token too.
+        web_application_options=application_options(settings, settings.bearer_tokens()),
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         # Announced to the group in each assignment: how peers reach this worker's API.
         canonical_url=settings.worker_url
         or f"http://{settings.worker_host}:{settings.worker_port}",
@@ -412,7 +424,13 @@ def _headers(raw: Any) -> list[tuple[str, bytes]]:
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
-    """Run a worker in this process until SIGTERM or Ctrl-C, then shut down cleanly."""
+    """Run a worker in this process until SIGTERM or Ctrl-C, then shut down cleanly.
+
+    Raises:
+        ConfigurationError: a non-loopback DISRUPTFEED_WORKER_HOST without
+            DISRUPTFEED_API_TOKEN (:func:`disruptfeed.auth.check_bind`), before anything starts.
+    """
+    check_bind(settings.worker_host, settings, "DISRUPTFEED_WORKER_HOST")
     cluster = asyncio.run(cluster_id(settings))
     if settings.worker_store.startswith("rocksdb"):
         app_id = f"{settings.topic_prefix}-worker"

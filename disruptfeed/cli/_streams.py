@@ -38,7 +38,8 @@ def worker(ctx: click.Context, loglevel: str) -> None:
 
     Consumes the three event topics from the start of their history, counts each event id once,
     sends alerts to the alerts topic and invalid records to the dead-letter topic, and serves
-    counts on http://DISRUPTFEED_WORKER_HOST:DISRUPTFEED_WORKER_PORT (default 127.0.0.1:6066).
+    counts on http://DISRUPTFEED_WORKER_HOST:DISRUPTFEED_WORKER_PORT (default 127.0.0.1:6066),
+    behind the bearer token (any address but loopback needs DISRUPTFEED_API_TOKEN set).
     Alert rules: DISRUPTFEED_RULES_FILE (TOML), or the rules shipped in streams/rules.toml.
     Records are counted in batches of up to DISRUPTFEED_BATCH_SIZE (500), each waiting at most
     DISRUPTFEED_BATCH_WAIT_MS (10) for its batch to fill.

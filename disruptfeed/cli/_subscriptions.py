@@ -32,12 +32,19 @@ def dispatcher(ctx: click.Context, port: int | None) -> None:
     DISRUPTFEED_WEBHOOK_RETRY_SCHEDULE (default immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h)
     and dead-lettered when the attempts run out. Serves the subscriptions API and Server-Sent
     Events at /stream/alerts and /stream/events on DISRUPTFEED_DISPATCHER_HOST:PORT
-    (127.0.0.1:6067), behind the bearer token (DISRUPTFEED_API_TOKEN, or <data dir>/api-token).
+    (127.0.0.1:6067), behind the bearer token (DISRUPTFEED_API_TOKEN, or <data dir>/api-token;
+    any address but loopback needs DISRUPTFEED_API_TOKEN set).
     """
     from consumers._api import serve
     from disruptfeed._loop import use_uvloop
+    from disruptfeed.auth import check_bind
+    from disruptfeed.errors import ConfigurationError
 
     settings = settings_from(ctx)
+    try:
+        check_bind(settings.dispatcher_host, settings, "DISRUPTFEED_DISPATCHER_HOST")
+    except ConfigurationError as exc:
+        fail(str(exc))
     use_uvloop()
     where = f"http://{settings.dispatcher_host}:{port or settings.dispatcher_port}"
     click.echo(f"dispatcher: alerts from {settings.topic('alerts')}, API on {where}", err=True)

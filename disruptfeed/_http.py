@@ -1,0 +1,111 @@
+"""The one aiohttp middleware in front of every HTTP server of the project.
+
+The worker's query API (mounted on Faust's aiohttp application) and the dispatcher's API both
+install :func:`guard` first, so every route either server has, now or later, and every path it
+does not have, goes through it:
+
+1. the bearer token (:mod:`disruptfeed.auth`), except on :data:`~disruptfeed.auth.OPEN_PATHS`:
+   401 with a JSON reason, before anything else is looked at;
+2. the query string's length (``DISRUPTFEED_HTTP_MAX_QUERY_BYTES``): 414;
+3. the body's declared length (``DISRUPTFEED_HTTP_MAX_BODY_BYTES``): 413 before a byte of it is
+   read; a body without a length that grows past the limit while a handler reads it is stopped
+   by aiohttp's ``client_max_size`` (set to the same value), also answered 413;
+4. any HTTP error a handler or the router raises (404, 405, 413, ...) is answered as JSON.
+
+The index of the token that matched is left on the request (:data:`TOKEN_INDEX`), so that
+handlers can count per token (live streams).
+"""
+
+from __future__ import annotations
+
+__all__ = ["TOKEN_INDEX", "application_options", "guard", "json_error"]
+
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from disruptfeed.auth import OPEN_PATHS, matching_token, unauthorized_body
+from disruptfeed.settings import Settings
+
+TOKEN_INDEX: Final = web.RequestKey("matched-token-index", int)
+"""The index of the bearer token the request carried (absent on open paths)."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+_KEPT_HEADERS: Final = ("Allow", "Retry-After")
+_PHRASES: Final = {status.value: status.phrase for status in HTTPStatus}
+
+
+def json_error(
+    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    """A JSON error answer: ``{"error": message, **extra}``."""
+    return web.Response(
+        body=orjson.dumps({"error": message, **extra}, option=orjson.OPT_SORT_KEYS),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def guard(settings: Settings, tokens: tuple[str, ...]) -> Middleware:
+    """The middleware: token, then request limits, then JSON for HTTP errors (module docstring)."""
+    max_query = settings.http_max_query_bytes
+    max_body = settings.http_max_body_bytes
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS:
+            index = matching_token(request.headers.get("Authorization"), tokens)
+            if index is None:
+                refusal = unauthorized_body()
+                return json_error(401, refusal["error"], detail=refusal["detail"])
+            request[TOKEN_INDEX] = index
+        query = request.raw_path.partition("?")[2]
+        if len(query) > max_query:
+            return json_error(
+                414,
+                f"the query string is {len(query)} bytes; at most {max_query} are read "
+                "(DISRUPTFEED_HTTP_MAX_QUERY_BYTES)",
+                limit=max_query,
+            )
+        declared = request.content_length
+        if declared is not None and declared > max_body:
+            return _too_large(max_body, declared)
+        try:
+            return await handler(request)
+        except web.HTTPRequestEntityTooLarge:
+            return _too_large(max_body, None)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            kept = {k: exc.headers[k] for k in _KEPT_HEADERS if k in exc.headers}
+            standard = exc.reason == _PHRASES.get(exc.status)  # "Not Found": "not found"
+            message = exc.reason.lower() if standard else exc.reason
+            return json_error(exc.status, message, headers=kept or None)
+
+    return middleware
+
+
+def _too_large(limit: int, declared: int | None) -> web.Response:
+    size = f"{declared} bytes" if declared is not None else "larger than that"
+    response = json_error(
+        413,
+        f"the request body is {size}; at most {limit} bytes are read "
+        "(DISRUPTFEED_HTTP_MAX_BODY_BYTES)",
+        limit=limit,
+    )
+    response.force_close()  # the unread body must not be taken for the next request
+    return response
+
+
+def application_options(settings: Settings, tokens: tuple[str, ...]) -> dict[str, Any]:
+    """Keyword arguments for ``aiohttp.web.Application``: the guard and the body limit."""
+    return {
+        "middlewares": [guard(settings, tokens)],
+        "client_max_size": settings.http_max_body_bytes,
+    }
