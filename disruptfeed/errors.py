@@ -7,7 +7,11 @@ operation later, or give up on the input and dead-letter or reject it.
     ├── ConfigurationError              no    bad settings, rules or arguments
     │   ├── EndpointRefusedError        no    a webhook URL we will not call (private address)
     │   ├── NotFoundError               no    no subscription (or other object) with that id
-    │   └── TopicMismatchError          no    an existing topic is not configured as we need
+    │   ├── TopicMismatchError          no    an existing topic is not configured as we need
+    │   └── ConnectionSecurityError     no    the broker answers, but not to our TLS/SASL settings
+    │       ├── AuthenticationError     no    SASL: wrong user, password or mechanism
+    │       └── TLSError                no    TLS: untrusted certificate, client certificate
+    │                                         refused, or plaintext spoken to a TLS listener
     ├── InvalidEventError               no    input that can never become a valid event
     │   ├── DecodeError                 no    bytes that are not UTF-8 JSON
     │   ├── SchemaValidationError       no    JSON that breaks a schema
@@ -27,10 +31,12 @@ operation later, or give up on the input and dead-letter or reject it.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "BeyondDedupeHorizonError",
     "BrokerError",
     "BrokerNotRunningError",
     "ConfigurationError",
+    "ConnectionSecurityError",
     "DecodeError",
     "DeliveryError",
     "DisruptFeedError",
@@ -46,6 +52,7 @@ __all__ = [
     "PublishError",
     "ReplayIntegrityError",
     "SchemaValidationError",
+    "TLSError",
     "TopicMismatchError",
 ]
 
@@ -96,6 +103,32 @@ class TopicMismatchError(ConfigurationError):
             "Set DISRUPTFEED_PARTITIONS / DISRUPTFEED_REPLICATION_FACTOR to match the cluster, "
             "change the topic with kafka-configs.sh, or use another DISRUPTFEED_TOPIC_PREFIX."
         )
+
+
+class ConnectionSecurityError(ConfigurationError):
+    """The broker answers, but the client's TLS or SASL settings do not fit its listener.
+
+    Retrying with the same settings can only fail the same way, so it is not retriable; the
+    message is one line that names the ``DISRUPTFEED_*`` setting to fix, and never holds a
+    secret (see ``disruptfeed._security``).
+    """
+
+    retriable = False
+
+
+class AuthenticationError(ConnectionSecurityError):
+    """SASL authentication failed: wrong user name or password, or a mechanism not enabled."""
+
+    retriable = False
+
+
+class TLSError(ConnectionSecurityError):
+    """TLS failed: an untrusted certificate, a refused client certificate, or one-sided TLS.
+
+    One-sided: a plaintext client at a TLS listener, or a TLS client at a plaintext one.
+    """
+
+    retriable = False
 
 
 class InvalidEventError(DisruptFeedError):

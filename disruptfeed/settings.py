@@ -56,10 +56,28 @@ class Settings(BaseSettings):
         description="Comma-separated host:port list. Unset: the embedded local broker.",
     )
     client_id: str = "disruptfeed"
+    # Security: every client (aiokafka, Faust, librdkafka, Java tools) is configured from these
+    # fields alone, by disruptfeed._security; secrets stay SecretStr until a client takes them.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="Needed with SASL_SSL and SASL_PLAINTEXT."
+    )
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    ssl_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that signed the brokers' certificates (SSL, "
+        "SASL_SSL). Unset: the system's trusted CAs.",
+    )
+    ssl_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate (chain) for mutual TLS; with the key."
+    )
+    ssl_key_file: Path | None = Field(
+        default=None, description="PEM private key of the client certificate."
+    )
+    ssl_key_password: SecretStr | None = Field(
+        default=None, description="Password of an encrypted client key."
+    )
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
 
     # --- Topics --------------------------------------------------------------------------------
@@ -334,24 +352,30 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}.{name}"
 
     def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments shared by every aiokafka client (producer, consumer, admin)."""
-        kwargs: dict[str, Any] = {
+        """Keyword arguments shared by every aiokafka client (producer, consumer, admin).
+
+        Raises:
+            ConfigurationError: the security settings are incomplete or contradictory, or a
+                CA, certificate or key file cannot be read; the message names the setting.
+        """
+        from disruptfeed._security import aiokafka_security
+
+        return {
             "bootstrap_servers": self.bootstrap,
             "client_id": self.client_id,
-            "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
+            **aiokafka_security(self),
         }
-        if self.sasl_mechanism is not None:
-            kwargs["sasl_mechanism"] = self.sasl_mechanism
-            kwargs["sasl_plain_username"] = self.sasl_username
-            kwargs["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            import ssl
 
-            kwargs["ssl_context"] = ssl.create_default_context()
-        return kwargs
+    def rdkafka_config(self) -> dict[str, Any]:
+        """The same connection for librdkafka (confluent-kafka, Quix Streams): dotted keys."""
+        from disruptfeed._security import rdkafka_security
+
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "client.id": self.client_id,
+            **rdkafka_security(self),
+        }
 
 
 @lru_cache(maxsize=1)

@@ -49,6 +49,7 @@ from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import ALERTS, DEAD_LETTER, cluster_id, event_types_by_topic
 from schemas import DLQ_VALUE_BYTES_HEADER
 from streams._alerts import alert_headers, alert_key, encode_alert
+from streams._credentials import broker_credentials
 from streams._engine import AlertEngine
 from streams._faust import as_current as _as_current
 from streams._processor import Processor, Stats, dead_letter_headers
@@ -115,6 +116,8 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
     app = faust.App(
         f"{settings.topic_prefix}-worker",
         broker=_broker_urls(settings.bootstrap),
+        # TLS and SASL from the same settings as every other client (the mechanism included).
+        broker_credentials=broker_credentials(settings),
         store=settings.worker_store,
         datadir=str(datadir),
         topic_partitions=settings.partitions,

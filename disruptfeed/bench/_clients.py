@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from disruptfeed._aiokafka import start_consumer_client
+from disruptfeed._security import java_properties_text, java_security
 from disruptfeed.bench._errors import BenchError
 from disruptfeed.bench._events import Record
 from disruptfeed.errors import BrokerError
@@ -48,43 +49,14 @@ _RESULT = re.compile(r"(\d+) records sent, ([\d.]+) records/sec")
 
 def rdkafka_config(settings: Settings) -> dict[str, Any]:
     """Connection settings for librdkafka (confluent-kafka, Quix Streams) from ours."""
-    conf: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap,
-        "client.id": settings.client_id,
-        "security.protocol": settings.security_protocol.lower(),
-    }
-    if settings.sasl_mechanism is not None:
-        conf["sasl.mechanism"] = settings.sasl_mechanism
-        conf["sasl.username"] = settings.sasl_username or ""
-        secret = settings.sasl_password
-        conf["sasl.password"] = secret.get_secret_value() if secret else ""
-    return conf
-
-
-def _java_config(settings: Settings) -> dict[str, str]:
-    """Security settings for a Java client, as properties (empty for PLAINTEXT)."""
-    props: dict[str, str] = {"security.protocol": settings.security_protocol}
-    if settings.sasl_mechanism is not None:
-        module = (
-            "org.apache.kafka.common.security.plain.PlainLoginModule"
-            if settings.sasl_mechanism == "PLAIN"
-            else "org.apache.kafka.common.security.scram.ScramLoginModule"
-        )
-        secret = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
-        props["sasl.mechanism"] = settings.sasl_mechanism
-        props["sasl.jaas.config"] = (
-            f'{module} required username="{settings.sasl_username or ""}" password="{secret}";'
-        )
-    return props
+    return settings.rdkafka_config()
 
 
 def _properties_file(settings: Settings, workdir: Path, name: str) -> Path:
     path = workdir / name
     # The file may hold a password: readable by this user only.
     path.touch(mode=0o600)
-    path.write_text(
-        "".join(f"{k}={v}\n" for k, v in _java_config(settings).items()), encoding="utf-8"
-    )
+    path.write_text(java_properties_text(java_security(settings)), encoding="utf-8")
     return path
 
 
