@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from consumers._kafka import partitions_of
 from disruptfeed._aiokafka import start_consumer_client, stop_client
-from disruptfeed.errors import BrokerNotRunningError
+from disruptfeed._security import connect_failure
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS
 from schemas import Alert, decode_alert
@@ -41,7 +41,7 @@ async def read_alerts(
         await start_consumer_client(consumer)
     except KafkaConnectionError as exc:
         await stop_client(consumer)
-        raise BrokerNotRunningError.at(settings.bootstrap) from exc
+        raise await connect_failure(settings) from exc
     try:
         topic = settings.topic(ALERTS)
         # The cluster's partitions, not the settings': a topic made with another count

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from disruptfeed._aiokafka import cluster_metadata, start_consumer_client, start_producer_client
-from disruptfeed.errors import BrokerNotRunningError, ConfigurationError
+from disruptfeed._security import connect_failure
+from disruptfeed.errors import ConfigurationError
 from disruptfeed.settings import Settings
 
 
@@ -18,6 +19,7 @@ async def start_consumer(settings: Settings, **kwargs: Any) -> Any:
 
     Raises:
         BrokerNotRunningError: nothing answers at the bootstrap address.
+        ConnectionSecurityError: it answers, but not to the TLS/SASL settings.
     """
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaConnectionError
@@ -31,7 +33,7 @@ async def start_consumer(settings: Settings, **kwargs: Any) -> Any:
     try:
         await start_consumer_client(consumer)  # stops it again on failure
     except KafkaConnectionError as exc:
-        raise BrokerNotRunningError.at(settings.bootstrap) from exc
+        raise await connect_failure(settings) from exc
     return consumer
 
 
@@ -50,7 +52,7 @@ async def start_producer(settings: Settings) -> Any:
     try:
         await start_producer_client(producer)
     except KafkaConnectionError as exc:
-        raise BrokerNotRunningError.at(settings.bootstrap) from exc
+        raise await connect_failure(settings) from exc
     return producer
 
 

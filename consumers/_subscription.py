@@ -27,7 +27,8 @@ from typing import Any, Literal, Self
 from uuid import UUID
 
 from disruptfeed._aiokafka import cluster_metadata, start_consumer_client, stop_client
-from disruptfeed.errors import BrokerNotRunningError, ConfigurationError, InvalidEventError
+from disruptfeed._security import connect_failure
+from disruptfeed.errors import ConfigurationError, InvalidEventError
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import EVENT_TOPICS
 from schemas import Event, EventBase, codec
@@ -171,7 +172,7 @@ class Subscription:
             await start_consumer_client(consumer)
         except KafkaConnectionError as exc:
             await stop_client(consumer)
-            raise BrokerNotRunningError.at(self._settings.bootstrap) from exc
+            raise await connect_failure(self._settings) from exc
         self._consumer = consumer
         try:
             await self._assign_or_subscribe(consumer, TopicPartition)

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from disruptfeed.errors import BrokerNotRunningError
+from disruptfeed.errors import BrokerNotRunningError, ConnectionSecurityError
 
 _T = TypeVar("_T")
 
@@ -50,8 +50,11 @@ def wait_until_ready(
 
     Raises:
         BrokerNotRunningError: Nothing answered in time; the message gives the last error.
+        ConnectionSecurityError: A broker answered, but not to the TLS/SASL settings in
+            ``client_kwargs``: at once, since waiting cannot fix that.
     """
-    error = poll_ready(bootstrap, time.monotonic() + timeout, client_kwargs, lambda: None)
+    deadline = time.monotonic() + timeout
+    error = poll_ready(bootstrap, deadline, client_kwargs, lambda: None, fail_on_security=True)
     if error is not None:
         raise BrokerNotRunningError(f"no Kafka broker answered at {bootstrap} ({error})")
 
@@ -59,7 +62,11 @@ def wait_until_ready(
 def probe_once(
     bootstrap: str, wait_s: float, client_kwargs: Mapping[str, Any] | None = None
 ) -> str | None:
-    """Send one metadata request; return None if a broker answered, else a one-line reason."""
+    """Send one metadata request; return None if a broker answered, else a one-line reason.
+
+    Raises:
+        ConnectionSecurityError: with ``client_kwargs``, a broker answered but refused them.
+    """
     return _run_sync(functools.partial(_probe, bootstrap, wait_s, client_kwargs))
 
 
@@ -68,11 +75,23 @@ def poll_ready(
     deadline: float,
     client_kwargs: Mapping[str, Any] | None,
     check_alive: Callable[[], None],
+    *,
+    fail_on_security: bool = False,
 ) -> str | None:
-    """Probe until one succeeds (None) or the deadline (the last error); check_alive may raise."""
+    """Probe until one succeeds (None) or the deadline (the last error); check_alive may raise.
+
+    A TLS/SASL refusal is raised when ``fail_on_security``, else (a broker that is still
+    starting) kept as the last error and tried again.
+    """
     error = "no attempt was made"
     while (remaining := deadline - time.monotonic()) > 0:
-        if (result := probe_once(bootstrap, min(remaining, 5.0), client_kwargs)) is None:
+        try:
+            result = probe_once(bootstrap, min(remaining, 5.0), client_kwargs)
+        except ConnectionSecurityError as exc:
+            if fail_on_security:
+                raise
+            result = str(exc)
+        if result is None:
             return None
         error = result
         check_alive()
@@ -85,7 +104,9 @@ async def _probe(
 ) -> str | None:
     """Send one metadata request; return None if a broker answered, else a one-line reason."""
     from aiokafka.client import AIOKafkaClient
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    from disruptfeed._security import diagnose
 
     options: dict[str, Any] = {"client_id": "disruptfeed-readiness", **(client_kwargs or {})}
     options.update(bootstrap_servers=bootstrap, request_timeout_ms=max(1_000, int(wait_s * 1000)))
@@ -96,6 +117,10 @@ async def _probe(
             await asyncio.wait_for(client.bootstrap(), wait_s + 5.0)
             return None if client.cluster.brokers() else "the metadata lists no brokers yet"
         except (KafkaError, OSError, TimeoutError) as exc:
+            if client_kwargs and isinstance(exc, KafkaConnectionError):
+                found = await diagnose(options)  # a refused password must not look like "down"
+                if isinstance(found, ConnectionSecurityError):
+                    raise found from exc
             name, text = type(exc).__name__, str(exc)
             return text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
         finally:

@@ -26,7 +26,8 @@ __all__ = [
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from disruptfeed.errors import BrokerError, BrokerNotRunningError, TopicMismatchError
+from disruptfeed._security import connect_failure
+from disruptfeed.errors import BrokerError, TopicMismatchError
 from disruptfeed.settings import Settings
 from schemas import EVENT_TYPES, EventBase
 
@@ -134,6 +135,7 @@ async def create_topics(settings: Settings, specs: list[TopicSpec] | None = None
 
     Raises:
         BrokerNotRunningError: nothing answers at the bootstrap address.
+        ConnectionSecurityError: it answers, but not to the TLS/SASL settings.
         BrokerError: the broker refused to create a topic.
         TopicMismatchError: an existing topic has other partitions, cleanup policy or
             ``min.insync.replicas`` than the settings ask for; the message lists each.
@@ -199,6 +201,7 @@ async def cluster_id(settings: Settings) -> str:
 
     Raises:
         BrokerNotRunningError: nothing answers at the bootstrap address.
+        ConnectionSecurityError: it answers, but not to the TLS/SASL settings.
     """
     admin = await _admin(settings)
     try:
@@ -217,7 +220,7 @@ async def _admin(settings: Settings) -> Any:
         await admin.start()
     except KafkaConnectionError as exc:
         await admin.close()
-        raise BrokerNotRunningError.at(settings.bootstrap) from exc
+        raise await connect_failure(settings) from exc
     return admin
 
 

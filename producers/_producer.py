@@ -26,8 +26,8 @@ from uuid import UUID
 
 from disruptfeed._aiokafka import start_consumer_client
 from disruptfeed._keys import SigningKey, load_signing_key
+from disruptfeed._security import connect_failure
 from disruptfeed.errors import (
-    BrokerNotRunningError,
     DisruptFeedError,
     PublishError,
 )
@@ -98,6 +98,7 @@ class FeedProducer:
 
         Raises:
             BrokerNotRunningError: nothing answers at the bootstrap address.
+        ConnectionSecurityError: it answers, but not to the TLS/SASL settings.
             ConfigurationError: the signing key is unreadable, or another process publishes
                 to this feed from the same data directory.
         """
@@ -115,7 +116,7 @@ class FeedProducer:
         except KafkaConnectionError as exc:
             await producer.stop()
             store.release()
-            raise BrokerNotRunningError.at(settings.bootstrap) from exc
+            raise await connect_failure(settings) from exc
         except BaseException:
             await producer.stop()
             store.release()
