@@ -8,7 +8,15 @@ Readiness is always judged by a real metadata request, never by sleeping or read
 
 from __future__ import annotations
 
-__all__ = ["BrokerStatus", "LocalBroker", "free_port", "wait_until_ready"]
+__all__ = [
+    "FEED_USER",
+    "BrokerStatus",
+    "LocalBroker",
+    "free_port",
+    "has_secure_broker",
+    "secure_broker",
+    "wait_until_ready",
+]
 
 import base64
 import json
@@ -33,7 +41,8 @@ from disruptfeed._liveness import (
     send_signal,
     wait_until_ready,
 )
-from disruptfeed.errors import BrokerNotRunningError, LauncherError
+from disruptfeed._tls import BROKER_CN, make_broker_tls, write_private
+from disruptfeed.errors import BrokerNotRunningError, ConnectionSecurityError, LauncherError
 
 if TYPE_CHECKING:
     from disruptfeed.settings import Settings
@@ -53,12 +62,8 @@ _SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id={node_id}
 controller.quorum.voters={voters}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={log_dirs}
+{listeners}log.dirs={log_dirs}
 num.partitions={n}
 # Topics are created on purpose, with their own retention: a typo must fail, not create one.
 auto.create.topics.enable=false
@@ -71,6 +76,50 @@ share.coordinator.state.topic.min.isr={isr}
 # The 3 s default only helps large groups; here it would delay every first join.
 group.initial.rebalance.delay.ms=0
 """
+
+_PLAIN_LISTENERS = """\
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+"""
+
+# --secure. Clients have one listener, SASL_SSL: TLS with the throwaway CA's certificate, then
+# SCRAM-SHA-512 (or SCRAM-SHA-256, or PLAIN) as the feed user. The broker reaches itself on the
+# same listener as the SCRAM user 'broker' (inter-broker traffic: transaction markers, and
+# replication once there are more nodes), so no second client-facing port exists. The controller
+# listener is TLS with client certificates required, the broker's own (KRaft cannot take SCRAM
+# there: the credentials live in the metadata the controller serves), so no port on this host
+# answers anyone without a credential. StandardAuthorizer: the broker (by SCRAM and by
+# certificate) and the feed user are super users; any other principal, ANONYMOUS included, may
+# do nothing until it is given ACLs.
+_SECURE_LISTENERS = """\
+listeners=SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
+advertised.listeners=SASL_SSL://127.0.0.1:{port}
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:SSL,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required \
+username="{broker_user}" password="{broker_password}";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=\
+org.apache.kafka.common.security.plain.PlainLoginModule required \
+user_{feed_user}="{feed_password}";
+ssl.keystore.type=PEM
+ssl.keystore.location={keystore}
+ssl.truststore.type=PEM
+ssl.truststore.location={ca}
+listener.name.controller.ssl.client.auth=required
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:{broker_user};User:{feed_user};User:CN={broker_cn}
+"""
+
+FEED_USER = "feed"
+"""The secure broker's SASL user for every client of the feed."""
+_BROKER_USER = "broker"
 
 _LOG4J2_PROPERTIES = """\
 # Written by disruptfeed on every broker start; edits are lost.
@@ -130,19 +179,48 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def secure_broker(settings: Settings) -> LocalBroker:
+    """The broker of ``broker start --secure``, beside the plaintext one.
+
+    Its own data directory (``<data dir>/secure-broker``: a separate cluster, formatted with
+    its SCRAM users) and its own ports, chosen free on its first use and kept in
+    ``ports.json``, so that it can run next to the demo's plaintext broker.
+
+    Args:
+        settings: Project settings (data dir, Kafka version, heap, partitions).
+    """
+    data_dir = settings.data_dir / "secure-broker"
+    layout = data_dir / "ports.json"
+    if layout.is_file():
+        port, cport = json.loads(layout.read_text(encoding="utf-8"))["ports"]
+    else:
+        port, cport = free_port(), free_port()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(layout, json.dumps({"ports": [port, cport]}) + "\n")
+    return LocalBroker(settings, data_dir=data_dir, port=port, controller_port=cport, secure=True)
+
+
+def has_secure_broker(settings: Settings) -> bool:
+    """True once ``broker start --secure`` has been run with these settings' data dir."""
+    return (settings.data_dir / "secure-broker" / "ports.json").is_file()
+
+
 class LocalBroker:
     """Start, stop and inspect the single-node broker of one data directory.
 
     Args:
         settings: Project settings (Kafka version, heap, partitions, cache and data dirs).
         data_dir: Broker state directory; default ``settings.data_dir / "broker"``.
-        port: Client (PLAINTEXT) port; default ``settings.broker_port``.
+        port: Client port (PLAINTEXT, or SASL_SSL when secure); default ``settings.broker_port``.
         controller_port: KRaft controller port; default ``settings.controller_port``.
         node_id: This node's id in its cluster.
         voters: The cluster's ``controller.quorum.voters``; default this node alone.
         nodes: How many nodes the cluster has (internal topics are replicated to up to 3).
         log_to_console: Send the broker's output to this process's stdout (it keeps writing
             there after this process exits) and to ``broker.log``; for debugging.
+        secure: Clients get a SASL_SSL listener instead of PLAINTEXT: a throwaway CA and broker
+            certificate and random SCRAM passwords are made in ``data_dir`` on the first start
+            (see ``_SECURE_LISTENERS``); :meth:`client_settings` says how to connect.
     """
 
     def __init__(
@@ -156,8 +234,10 @@ class LocalBroker:
         voters: str | None = None,
         nodes: int = 1,
         log_to_console: bool = False,
+        secure: bool = False,
     ) -> None:
         self.settings = settings
+        self.secure = secure
         # Absolute: the path of server.properties identifies our broker in the process table.
         self.data_dir = (data_dir or settings.data_dir / "broker").expanduser().resolve()
         self.port = settings.broker_port if port is None else port
@@ -175,11 +255,70 @@ class LocalBroker:
         self._log_dirs = self.data_dir / "kraft-logs"
         self._pid_file = self.data_dir / "broker.json"
         self._log_file = self.data_dir / "broker.log"
+        self._credentials = self.data_dir / "credentials.json"
 
     @property
     def bootstrap_servers(self) -> str:
         """The configured client address, ``127.0.0.1:<port>``."""
         return f"127.0.0.1:{self.port}"
+
+    def client_settings(self) -> Settings:
+        """``settings`` pointed at this broker: with the feed user's TLS and SCRAM when secure.
+
+        For a secure broker this makes its certificates and passwords if they do not exist yet
+        (they are kept in ``data_dir``, so they stay the same across restarts).
+        """
+        update: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers}
+        if self.secure:
+            from pydantic import SecretStr
+
+            tls = make_broker_tls(self.data_dir / "tls")
+            update |= {
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_username": FEED_USER,
+                "sasl_password": SecretStr(self._passwords()[FEED_USER]),
+                "ssl_ca_file": tls.ca_file,
+                "ssl_cert_file": None,
+                "ssl_key_file": None,
+                "ssl_key_password": None,
+            }
+        return self.settings.model_copy(update=update)
+
+    def client_env(self) -> dict[str, str]:
+        """The ``DISRUPTFEED_*`` variables of :meth:`client_settings` (the password included)."""
+        client = self.client_settings()
+        env = {"DISRUPTFEED_BOOTSTRAP_SERVERS": client.bootstrap}
+        if self.secure:
+            assert client.sasl_password is not None
+            env |= {
+                "DISRUPTFEED_SECURITY_PROTOCOL": client.security_protocol,
+                "DISRUPTFEED_SASL_MECHANISM": str(client.sasl_mechanism),
+                "DISRUPTFEED_SASL_USERNAME": str(client.sasl_username),
+                "DISRUPTFEED_SASL_PASSWORD": client.sasl_password.get_secret_value(),
+                "DISRUPTFEED_SSL_CA_FILE": str(client.ssl_ca_file),
+            }
+        return env
+
+    def _client_kwargs(self) -> dict[str, Any] | None:
+        """What readiness probes connect with: None (PLAINTEXT) or the secure client's options."""
+        return self.client_settings().client_kwargs() if self.secure else None
+
+    def _passwords(self) -> dict[str, str]:
+        """The SCRAM users' passwords: random, made once, kept in credentials.json (0600)."""
+        try:
+            stored: dict[str, str] = json.loads(self._credentials.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            stored = {}
+        if not all(stored.get(user) for user in (_BROKER_USER, FEED_USER)):
+            import secrets
+
+            # URL-safe characters only: they need no quoting in StorageTool's --add-scram
+            # syntax, in a JAAS line or in a shell.
+            stored = {user: secrets.token_urlsafe(24) for user in (_BROKER_USER, FEED_USER)}
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            write_private(self._credentials, json.dumps(stored) + "\n")
+        return stored
 
     def resolve_jars(self, progress: Callable[[str], None] | None = None) -> Path:
         """Download this Kafka version's jars into the cache once; return the ``lib`` dir.
@@ -282,7 +421,10 @@ class LocalBroker:
                 False, None, self.bootstrap_servers, self.data_dir, self.version, False
             )
         bootstrap = f"127.0.0.1:{record['port']}"
-        answering = probe_once(bootstrap, 2.0) is None
+        try:
+            answering = probe_once(bootstrap, 2.0, self._client_kwargs()) is None
+        except ConnectionSecurityError:
+            answering = False
         pid = int(record["pid"])
         return BrokerStatus(True, pid, bootstrap, self.data_dir, record["version"], answering)
 
@@ -311,6 +453,12 @@ class LocalBroker:
 
     def _adopt(self, record: dict[str, Any], timeout: float) -> BrokerStatus:
         wanted = (self.port, self.controller_port, self.version)
+        if bool(record.get("secure")) != self.secure:
+            kind = "secure (SASL_SSL)" if record.get("secure") else "plaintext"
+            raise LauncherError(
+                f"a {kind} broker from {self.data_dir} (pid {record['pid']}) already runs; "
+                "stop it first (disruptfeed broker stop)"
+            )
         if (record.get("port"), record.get("controller_port"), record.get("version")) != wanted:
             raise LauncherError(
                 f"a Kafka {record.get('version')} broker from {self.data_dir} (pid "
@@ -319,8 +467,8 @@ class LocalBroker:
                 f"{self.controller_port} as requested; stop it first (disruptfeed broker stop)"
             )
         try:
-            wait_until_ready(self.bootstrap_servers, timeout)
-        except BrokerNotRunningError as exc:
+            wait_until_ready(self.bootstrap_servers, timeout, client_kwargs=self._client_kwargs())
+        except (BrokerNotRunningError, ConnectionSecurityError) as exc:
             raise LauncherError(
                 f"the broker from {self.data_dir} (pid {record['pid']}) runs but did not answer "
                 f"within {timeout:g} s; stop it and retry.{self._tail()}"
@@ -353,7 +501,24 @@ class LocalBroker:
             "rf": rf,
             "isr": 2 if rf >= 3 else 1,
         }
-        write_atomic(self._props, _SERVER_PROPERTIES.format(**values, n=self.settings.partitions))
+        listeners = _PLAIN_LISTENERS.format(port=self.port, cport=self.controller_port)
+        if self.secure:
+            tls = make_broker_tls(self.data_dir / "tls")
+            passwords = self._passwords()
+            listeners = _SECURE_LISTENERS.format(
+                port=self.port,
+                cport=self.controller_port,
+                broker_user=_BROKER_USER,
+                broker_password=passwords[_BROKER_USER],
+                feed_user=FEED_USER,
+                feed_password=passwords[FEED_USER],
+                keystore=tls.keystore_file,
+                ca=tls.ca_file,
+                broker_cn=BROKER_CN,
+            )
+        text = _SERVER_PROPERTIES.format(**values, listeners=listeners, n=self.settings.partitions)
+        # A secure broker's file holds passwords: readable by this user only.
+        (write_private if self.secure else write_atomic)(self._props, text)
         log4j = _LOG4J2_PROPERTIES
         if self.log_to_console:  # stdout is the console then; the file needs its own appender
             log4j += _LOG4J2_FILE_APPENDER.format(log_file=self._log_file)
@@ -372,6 +537,16 @@ class LocalBroker:
             java, f"-Dlog4j2.configurationFile={self._log4j}", "-cp", f"{lib}/*",
             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self._props),
         ]  # fmt: skip
+        if self.secure:
+            # SCRAM credentials go into the first metadata, so they exist before any client.
+            # (They are on StorageTool's command line for its few seconds: it takes no file.)
+            passwords = self._passwords()
+            for mechanism, user in (
+                ("SCRAM-SHA-512", _BROKER_USER),
+                ("SCRAM-SHA-512", FEED_USER),
+                ("SCRAM-SHA-256", FEED_USER),
+            ):
+                cmd += ["--add-scram", f"{mechanism}=[name={user},password={passwords[user]}]"]
         done = subprocess.run(
             cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=180, check=False
         )
@@ -407,6 +582,7 @@ class LocalBroker:
                 out.close()
         pid = self._proc.pid
         record: dict[str, Any] = {"pid": pid, "port": self.port, "version": self.version}
+        record["secure"] = self.secure
         record |= {"controller_port": self.controller_port, "started": time.ctime()}
         write_atomic(self._pid_file, json.dumps(record) + "\n")
         return pid
@@ -420,7 +596,8 @@ class LocalBroker:
                     f"the Kafka broker exited during start-up (exit {code}).{self._tail()}"
                 )
 
-        error = poll_ready(self.bootstrap_servers, time.monotonic() + timeout, None, check_alive)
+        deadline = time.monotonic() + timeout
+        error = poll_ready(self.bootstrap_servers, deadline, self._client_kwargs(), check_alive)
         if error is None:
             return
         # Leave nothing half-started behind: the caller gets an error, not a stray JVM.

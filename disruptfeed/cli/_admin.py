@@ -60,14 +60,49 @@ def start_broker(settings: Settings) -> None:
     help="Nodes in the cluster. 3 or more: a KRaft cluster on free local ports under "
     "<data dir>/cluster, topics with replication factor 3 and min.insync.replicas=2.",
 )
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="A second, secured broker under <data dir>/secure-broker, on free local ports: one "
+    "SASL_SSL listener (a throwaway CA, SCRAM users with random passwords), authorization on. "
+    "Prints the DISRUPTFEED_* lines its clients need (the password included).",
+)
 @click.pass_context
-def broker_start(ctx: click.Context, nodes: int) -> None:
+def broker_start(ctx: click.Context, nodes: int, secure: bool) -> None:
     """Start the broker if it is not running, wait until it answers, create topics."""
     settings = settings_from(ctx)
+    if secure:
+        if nodes != 1:
+            fail("--secure starts a single node; it cannot be combined with --nodes")
+        start_secure_broker(settings)
+        return
     if nodes == 1:
         start_broker(settings)
         return
     start_cluster(settings, nodes)
+
+
+def start_secure_broker(settings: Settings) -> None:
+    """Start the secure broker (idempotent), create the topics as its feed user, print its env."""
+    from disruptfeed.broker import secure_broker
+    from disruptfeed.topics import create_topics
+
+    _local(settings)  # refuses when DISRUPTFEED_BOOTSTRAP_SERVERS names another cluster
+    local = secure_broker(settings)
+    try:
+        status = local.start(progress=lambda msg: click.echo(msg, err=True))
+    except DisruptFeedError as exc:
+        fail(str(exc))
+    click.echo(
+        f"secure broker running at {status.bootstrap_servers} (SASL_SSL; pid {status.pid}; "
+        f"state in {status.data_dir})",
+        err=True,
+    )
+    for name, state in run(create_topics(local.client_settings())).items():
+        click.echo(f"topic {name}: {state}", err=True)
+    click.echo("# use the secure broker in this shell with (the password is a secret):", err=True)
+    for name, value in local.client_env().items():
+        click.echo(f"export {name}={value}")
 
 
 def start_cluster(settings: Settings, nodes: int) -> None:
@@ -95,8 +130,8 @@ def start_cluster(settings: Settings, nodes: int) -> None:
 @broker.command("stop")
 @click.pass_context
 def broker_stop(ctx: click.Context) -> None:
-    """Stop the broker (and a local cluster, if one was started) cleanly."""
-    from disruptfeed.broker import LocalBroker
+    """Stop the broker (and a local cluster or secure broker, if one was started) cleanly."""
+    from disruptfeed.broker import LocalBroker, has_secure_broker, secure_broker
 
     settings = settings_from(ctx)
     local = _local(settings)
@@ -112,13 +147,16 @@ def broker_stop(ctx: click.Context) -> None:
         stopped = LocalCluster(settings, nodes).stop()
         click.echo(f"{nodes}-node cluster " + ("stopped" if stopped else "was not running"),
                    err=True)  # fmt: skip
+    if has_secure_broker(settings):
+        stopped = secure_broker(settings).stop()
+        click.echo("secure broker " + ("stopped" if stopped else "was not running"), err=True)
 
 
 @broker.command("status")
 @click.pass_context
 def broker_status(ctx: click.Context) -> None:
-    """Say whether the broker runs and answers. Exits 3 if it does not."""
-    from disruptfeed.broker import LocalBroker
+    """Say whether the broker runs and answers. Exits 3 if it does not (the plaintext one)."""
+    from disruptfeed.broker import LocalBroker, has_secure_broker, secure_broker
 
     local = _local(settings_from(ctx))
     assert isinstance(local, LocalBroker)
@@ -130,6 +168,13 @@ def broker_status(ctx: click.Context) -> None:
         f"{state}: {status.bootstrap_servers} pid={status.pid} kafka={status.version} "
         f"data={status.data_dir}"
     )
+    if has_secure_broker(local.settings):
+        secure = secure_broker(local.settings).status()
+        click.echo(
+            f"secure broker {'running' if secure.running else 'stopped'}: "
+            f"{secure.bootstrap_servers} (SASL_SSL) pid={secure.pid} "
+            f"answering={'yes' if secure.answering else 'no'} data={secure.data_dir}"
+        )
     if not (status.running and status.answering):
         raise SystemExit(EXIT_BROKER)
 
