@@ -23,6 +23,7 @@ __all__ = ["register_views"]
 import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 
@@ -49,7 +50,9 @@ async def _everywhere(web: Any, req: Any, app: Any, path: str, local: Any) -> tu
     """(parts, None) from every worker, or (None, an error response naming who did not answer)."""
     if req.query.get("scope") == "local":
         return [local], None
-    query = {k: v for k, v in req.query.items() if k != "scope"}
+    # The first of a repeated parameter, as this worker read it (req.query.get): the peers must
+    # answer the same question.
+    query = {k: req.query[k] for k in req.query if k != "scope"}
     got = await gather(app, path, query, req.headers.get("Authorization"), local)
     if got.missing:
         who = "; ".join(f"{url}: {why}" for url, why in sorted(got.missing.items()))
@@ -88,7 +91,7 @@ async def _counts(web: Any, req: Any, app: Any, state: WorkerState, region: str 
     local = _local_counts(web, req, state, region)
     if not isinstance(local, dict):
         return local  # an error response
-    path = "/counts" if region is None else f"/counts/{region}"
+    path = "/counts" if region is None else f"/counts/{quote(region, safe='')}"
     parts, headers = await _everywhere(web, req, app, path, local)
     if parts is None:
         return headers
