@@ -176,7 +176,7 @@ async def _action(request: web.Request) -> web.Response:
 
 async def _deliveries(request: web.Request) -> web.Response:
     raw = request.query.get("limit", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1_000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1_000:  # "²".isdigit()
         return _error(400, "limit must be a whole number from 1 to 1000", field="limit")
     attempts = await _admin(request).deliveries(request.match_info["id"], int(raw))
     return _json({"deliveries": [a.model_dump(mode="json") for a in attempts]})

@@ -144,8 +144,9 @@ async def check_endpoint(url: str, *, allow_private: bool) -> None:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port)
-    except OSError as exc:
-        raise EndpointRefusedError(f"{host} does not resolve ({exc.strerror or exc})") from exc
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a name IDNA cannot encode
+        why = (exc.strerror if isinstance(exc, OSError) else None) or exc
+        raise EndpointRefusedError(f"{host} does not resolve ({why})") from exc
     for info in infos:
         address = str(info[4][0]).split("%", 1)[0]
         if _refused(ipaddress.ip_address(address)):

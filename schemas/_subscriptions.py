@@ -45,6 +45,12 @@ def http_url(value: str) -> str:
         raise ValueError("must be an http:// or https:// URL with a host")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials; the signature authenticates deliveries")
+    try:
+        port = parts.port  # raises for a port that is not a number up to 65535
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("must have no port or a port from 1 to 65535")
     return value
 
 
