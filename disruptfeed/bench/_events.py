@@ -80,16 +80,18 @@ def feed_events(count: int, seed: int = DEFAULT_SEED) -> list[EventBase]:
 
     The same seed gives the same events, ids included.
     """
-    return next(_event_chunks(count, count, seed), [])
+    return next(_event_chunks(count, count, seed, T0), [])
 
 
-def _event_chunks(count: int, chunk: int, seed: int) -> Iterator[list[EventBase]]:
+def _event_chunks(
+    count: int, chunk: int, seed: int, start: dt.datetime
+) -> Iterator[list[EventBase]]:
     everything, _ = _templates()
     rng = random.Random(seed)  # noqa: S311 - reproducible workload, not secrets
-    when = T0
-    for start in range(0, count, chunk):
+    when = start
+    for first in range(0, count, chunk):
         events: list[EventBase] = []
-        for _ in range(min(chunk, count - start)):
+        for _ in range(min(chunk, count - first)):
             when += dt.timedelta(seconds=round(rng.expovariate(1 / MEAN_GAP_S), 3))
             events.append(_renew(rng.choice(everything), _uuid(rng), when))
         yield events
@@ -101,9 +103,12 @@ def history_chunks(
     """:func:`feed_events` of ``count`` events as records, ``chunk`` at a time.
 
     A long history (a million events spans about a year of event time) in bounded memory: the
-    events of one chunk are dropped once encoded.
+    events of one chunk are dropped once encoded. It ends about :data:`T0`, in the past
+    whatever its length: a history running into the future would be dead-lettered
+    (``future-event-time``).
     """
-    for events in _event_chunks(count, chunk, seed):
+    start = T0 - dt.timedelta(seconds=count * MEAN_GAP_S * 1.1)
+    for events in _event_chunks(count, chunk, seed, start):
         yield encode(events)
 
 
