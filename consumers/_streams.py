@@ -83,7 +83,7 @@ def decode_position(text: str, layout: set[tuple[int, int]]) -> Position:
     position: Position = {}
     for item in rest.split("."):
         fields = item.split("-")
-        if len(fields) != 3 or not all(f.isdigit() for f in fields):
+        if len(fields) != 3 or not all(f.isascii() and f.isdigit() for f in fields):
             raise ValueError(f"malformed part {item[:40]!r}")
         t, p, o = (int(f) for f in fields)
         position[(t, p)] = o
@@ -195,7 +195,9 @@ async def _position(
     ends = await consumer.end_offsets(tps)
     if since is None:
         return {key: ends[tp] for key, tp in parts.items()}
-    found = await consumer.offsets_for_times(dict.fromkeys(tps, int(since.timestamp() * 1000)))
+    # Kafka's timestamps start at 1970 (a negative one is refused): earlier is from the start.
+    since_ms = max(0, int(since.timestamp() * 1000))
+    found = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
     return {
         key: (found[tp].offset if found.get(tp) is not None else ends[tp])
         for key, tp in parts.items()
