@@ -52,7 +52,11 @@ _WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
 urls = st.builds(
     "{}://{}".format,
     st.sampled_from(["http", "https"]),
-    st.text(st.characters(exclude_characters=_WHITESPACE), min_size=1, max_size=200),
+    st.text(
+        st.characters(exclude_categories=["Cs"], exclude_characters=_WHITESPACE),
+        min_size=1,
+        max_size=200,
+    ),
 )
 """The report URL pattern, ^https?://[^\\s]+$."""
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import assume, example, given
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -22,7 +22,7 @@ from disruptfeed.errors import DecodeError, InvalidEventError, SchemaValidationE
 from producers import read_events
 from schemas import MAX_EVENT_BYTES, EventBase, codec
 from tests.factories import account, network, report
-from tests.fuzz import events, json_values
+from tests.fuzz import events, examples, json_values
 
 pytestmark = pytest.mark.unit
 
@@ -143,6 +143,7 @@ def test_one_changed_field_is_named_in_the_reason(case: tuple[bytes, tuple[str, 
     assert any(f == field or f.startswith(field + ".") for f in named), (field, named)
 
 
+@settings(max_examples=examples(0.5))  # several lines an example
 @given(st.lists(st.binary(max_size=120) | events.map(codec.encode), max_size=8))
 def test_jsonl_reader_judges_every_line_and_names_it(chunks: list[bytes]) -> None:
     blob = b"\n".join(chunks)
