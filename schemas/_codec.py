@@ -145,6 +145,12 @@ class EventCodec:
         """Decode a Kafka record and check that its CloudEvents headers agree with the body."""
         if value is None:
             raise DecodeError([FieldProblem("", "record has no value (tombstone)")])
+        headers = list(headers)
+        for name, raw in headers:
+            # Binary-mode CloudEvents: the value is the data, in its content type. Absent, it is
+            # read as JSON (producers of other languages may not send it).
+            if name == "content-type" and not _is_json(raw):
+                raise DecodeError([FieldProblem("content-type", f"{raw!r} is not {CONTENT_TYPE}")])
         event = self.decode(value, reader=True)
         for name, raw in headers:
             if name == "ce_id" and raw != str(event.event_id).encode():
@@ -172,6 +178,11 @@ class EventCodec:
 
 
 _READER: Final = {"reader": True}
+
+
+def _is_json(raw: bytes | None) -> bool:
+    media = (raw or b"").split(b";", 1)[0].strip().lower()
+    return media == CONTENT_TYPE.encode()
 
 
 def _known_fields_of_newer(data: bytes | str) -> bytes | None:

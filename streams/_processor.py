@@ -17,6 +17,7 @@ from uuid import UUID
 
 from disruptfeed.errors import (
     BeyondDedupeHorizonError,
+    DecodeError,
     FieldProblem,
     FutureEventTimeError,
     InvalidEventError,
@@ -54,6 +55,9 @@ DLQ_MAX_COPY = 960 * 1024
 """Largest original value (plus its headers) a dead letter copies: topics take 1 MiB records,
 and the dead letter adds up to ~4 KiB of reasons. A bigger original stays where it is and the
 dead letter names it (topic, partition, offset) and its size instead."""
+MAX_KEY_BYTES = 256
+"""Longest record key taken: keys are actor regions (at most 7 bytes). A longer one is
+dead-lettered, and not copied into the dead letter."""
 log = logging.getLogger(__name__)
 
 
@@ -210,6 +214,9 @@ class Processor:
             self.stats.duplicates += 1
             return Outcome(duplicate=True)
         try:
+            if key is not None and len(key) > MAX_KEY_BYTES:
+                problem = f"{len(key)} bytes; keys are actor regions, at most {MAX_KEY_BYTES}"
+                raise DecodeError([FieldProblem("key", problem)])
             return self._process(topic, source, partition, headers, value, seen, timestamp_ms)
         except InvalidEventError as exc:
             error: Exception = exc
@@ -219,7 +226,9 @@ class Processor:
             error, internal = exc, True
         self.stats.dead_lettered += 1
         reasons = dead_letter_headers(topic, partition, offset, error)
-        size = len(value or b"") + sum(len(k) + len(v) for k, v in headers)
+        if key is not None and len(key) > MAX_KEY_BYTES:
+            key = None
+        size = len(value or b"") + sum(len(k) + len(v or b"") for k, v in headers)
         if size > DLQ_MAX_COPY:
             reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(value or b"")).encode()))
             return Outcome(dead_letter=DeadLetter(key, None, reasons), internal_error=internal)

@@ -112,12 +112,24 @@ async def _publish_bad(settings: Settings) -> int:
             codec.encode(stream_truth.account("RU", dt.datetime(9999, 1, 1, tzinfo=dt.UTC), rng)),
         ),
     ]
+    # Valid events in broken framing: content type, headers, key.
+    framed = stream_truth.account("RU", stream_truth.T0, rng)
+    value, own = codec.encode(framed), codec.headers(framed)
+    xml = [(k, b"application/xml") if k == "content-type" else (k, v) for k, v in own]
+    odd: list[tuple[str, bytes, bytes, list[tuple[str, bytes | None]]]] = [
+        ("account-disrupted", value, b"RU", xml),
+        ("account-disrupted", value, b"RU", [*own, ("ce_id", b"\xff\xfe not utf-8")]),
+        ("account-disrupted", value, b"RU", [*own, ("ce_type", None)]),
+        ("account-disrupted", value, b"k" * 900_000, own),
+    ]
     try:
         for name, value in bad:
             await raw.send_and_wait(settings.topic(name), value, key=b"RU")
+        for name, value, key, headers in odd:
+            await raw.send_and_wait(settings.topic(name), value, key=key, headers=headers)
     finally:
         await raw.stop()
-    return len(bad)
+    return len(bad) + len(odd)
 
 
 def _check_worker(
@@ -233,7 +245,14 @@ async def test_counts_are_exact_and_alerts_fire_once(
         assert headers["dlq_topic"].decode().startswith(settings.topic_prefix)
         assert int(headers["dlq_offset"]) >= 0
     reasons = Counter(h["dlq_error_type"].decode() for _, _, h in dead)
-    assert reasons == {"DecodeError": 3, "SchemaValidationError": 3, "FutureEventTimeError": 1}
+    assert reasons == {"DecodeError": 5, "SchemaValidationError": 5, "FutureEventTimeError": 1}
+    fields = Counter(h["dlq_field"].decode() for _, _, h in dead)
+    assert {f: fields[f] for f in ("content-type", "ce_id", "ce_type", "key")} == dict.fromkeys(
+        ("content-type", "ce_id", "ce_type", "key"), 1
+    )
+    [huge_key] = [(k, h) for k, _, h in dead if h["dlq_field"] == b"key"]
+    assert huge_key[0] is None  # not copied: the dead letter must fit the topic
+    assert b"900000 bytes" in huge_key[1]["dlq_reason"]
     [poison] = [(v, h) for _, v, h in dead if "dlq_value_bytes" in h]
     assert poison[0] in (None, b"")
     assert poison[1]["dlq_value_bytes"] == b"1000000"

@@ -431,3 +431,40 @@ def test_counts_and_alerts_agree_when_partitions_are_at_different_stream_times()
     assert accounts["1h"] == 6
     # An explicit time still ends every window then.
     assert proc.store.snapshot(now_ms=_ms(600))["RU"]["account.disrupted"]["1h"] == 0
+
+
+def test_hostile_record_framing_is_dead_lettered_with_its_reason() -> None:
+    """Headers, content type and key are input too: each bad one gets its own reason."""
+    proc = _processor()
+    event = account()
+    value, good = codec.encode(event), codec.headers(event)
+
+    def run(key: bytes | None, headers: list[tuple[str, bytes]], offset: int) -> dict[str, bytes]:
+        outcome = proc.process("t.account-disrupted", 0, offset, key, value, headers,
+                               lambda _: False)  # fmt: skip
+        assert outcome.dead_letter is not None, (key, headers)
+        assert outcome.counted is None
+        return dict(outcome.dead_letter.headers)
+
+    xml = [(k, b"application/xml") if k == "content-type" else (k, v) for k, v in good]
+    dead = run(b"RU", xml, 1)
+    assert dead["dlq_field"] == b"content-type"
+    assert b"application/xml" in dead["dlq_reason"]
+    assert b"application/json" in dead["dlq_reason"]
+    # A header that is not UTF-8, or repeated with another value, is no event's id.
+    dead = run(b"RU", [*good, ("ce_id", b"\xff\xfe")], 2)
+    assert dead["dlq_field"] == b"ce_id"
+    # A huge key: named and refused, and left out of the dead letter (the value still fits).
+    huge = run(b"k" * 900_000, good, 3)
+    assert huge["dlq_field"] == b"key"
+    assert b"900000 bytes" in huge["dlq_reason"]
+    outcome = proc.process("t.account-disrupted", 0, 4, b"k" * 900_000, value, good,
+                           lambda _: False)  # fmt: skip
+    assert outcome.dead_letter is not None
+    assert outcome.dead_letter.key is None
+    assert outcome.dead_letter.value == value
+    # Parameters of a JSON content type are fine, and so is no content type at all.
+    charset = [(k, b"application/json; charset=utf-8") if k == "content-type" else (k, v)
+               for k, v in good]  # fmt: skip
+    assert proc.process("t.account-disrupted", 0, 5, b"RU", value, charset,
+                        lambda _: False).counted is not None  # fmt: skip
