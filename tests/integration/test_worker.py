@@ -114,8 +114,9 @@ async def _publish_bad(settings: Settings) -> int:
     ]
     # Valid events in broken framing: content type, headers, key.
     framed = stream_truth.account("RU", stream_truth.T0, rng)
-    value, own = codec.encode(framed), codec.headers(framed)
-    xml = [(k, b"application/xml") if k == "content-type" else (k, v) for k, v in own]
+    value = codec.encode(framed)
+    own: list[tuple[str, bytes | None]] = list(codec.headers(framed))
+    xml = [(k, b"application/xml" if k == "content-type" else v) for k, v in own]
     odd: list[tuple[str, bytes, bytes, list[tuple[str, bytes | None]]]] = [
         ("account-disrupted", value, b"RU", xml),
         ("account-disrupted", value, b"RU", [*own, ("ce_id", b"\xff\xfe not utf-8")]),
