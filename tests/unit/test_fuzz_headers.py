@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from disruptfeed.errors import InvalidEventError, SchemaValidationError
+from disruptfeed.errors import DecodeError, InvalidEventError, SchemaValidationError
 from schemas import EventBase, codec
 from schemas._provenance import KEY_ID_HEADER, SEQUENCE_HEADER, SIGNATURE_HEADER, provenance
 from tests.fuzz import events, examples
@@ -37,6 +37,7 @@ KNOWN = [
 ]
 names = st.sampled_from(KNOWN) | st.text(max_size=20)
 values = st.one_of(
+    st.sampled_from([b"application/json", b"Application/JSON; charset=utf-8", b"text/plain"]),
     st.binary(max_size=40),  # mostly not UTF-8
     st.text(max_size=40).map(str.encode),
     st.text("0123456789", min_size=1, max_size=5_000).map(str.encode),  # sequences of any length
@@ -55,8 +56,17 @@ def shuffled_headers(draw: st.DrawFn, event: EventBase) -> Headers:
     return draw(st.permutations(kept + changed + noise))
 
 
-def _first_mismatch(event: EventBase, headers: Headers) -> str | None:
-    """The name of the first ce_id or ce_type header that disagrees with the body, if any."""
+def _json_media(raw: bytes | None) -> bool:
+    """Whether a content-type value names JSON (parameters and case aside)."""
+    return (raw or b"").split(b";", 1)[0].strip().lower() == b"application/json"
+
+
+def _first_problem(event: EventBase, headers: Headers) -> str | None:
+    """The header the codec must name: a content type other than JSON first (the value cannot
+    be read), then the first ce_id or ce_type that disagrees with the body; None: no problem."""
+    for name, raw in headers:
+        if name == "content-type" and not _json_media(raw):
+            return name
     want = {name: raw for name, raw in codec.headers(event) if name in ("ce_id", "ce_type")}
     for name, raw in headers:
         if name in want and raw != want[name]:
@@ -68,14 +78,19 @@ def _first_mismatch(event: EventBase, headers: Headers) -> str | None:
 @given(events.flatmap(lambda e: st.tuples(st.just(e), shuffled_headers(e))))
 def test_header_lists_give_the_event_or_name_the_header(case: tuple[EventBase, Headers]) -> None:
     event, headers = case
-    mismatch = _first_mismatch(event, headers)
-    if mismatch is None:
+    problem = _first_problem(event, headers)
+    if problem is None:
         assert codec.decode_record(codec.encode(event), headers) == event
         return
-    with pytest.raises(SchemaValidationError) as caught:
+    with pytest.raises(InvalidEventError) as caught:
         codec.decode_record(codec.encode(event), headers)
-    assert caught.value.field == mismatch
-    assert "differs from" in caught.value.reason
+    assert caught.value.field == problem
+    if problem == "content-type":
+        assert isinstance(caught.value, DecodeError)
+        assert "is not application/json" in caught.value.reason
+    else:
+        assert isinstance(caught.value, SchemaValidationError)
+        assert "differs from" in caught.value.reason
 
 
 @settings(max_examples=examples(0.5))
