@@ -80,7 +80,7 @@ def test_offsets_that_json_cannot_carry_are_refused(offset_us: int) -> None:
 @example(b"\x00")
 def test_random_bytes_are_rejected_with_a_reason(data: bytes) -> None:
     got = _decoded(data)
-    assert isinstance(got, InvalidEventError)  # no random blob of 300 bytes is an event
+    assert isinstance(got, InvalidEventError)  # random bytes are not a whole event
     _check_error(got)
 
 
