@@ -46,6 +46,7 @@ from disruptfeed.bench._worker import BenchDispatcher, BenchWorker, drain_rate
 from disruptfeed.broker import free_port
 from disruptfeed.errors import BrokerError
 from disruptfeed.settings import Settings
+from disruptfeed.topics import EVENT_TOPICS
 from schemas import AccountDisrupted, EventBase
 
 log = logging.getLogger(__name__)
@@ -285,7 +286,7 @@ class Bench:
             ),
             "aiokafka-producer": lambda: (asyncio.run(clients.aiokafka_produce(s, records)), sent),
             "confluent-producer": lambda: (clients.confluent_produce(s, records), sent),
-            "feed-producer": lambda: (asyncio.run(clients.feed_produce(s, self.events)), sent),
+            "feed-producer": lambda: self._feed_produce(s, scratch),
             "kafka-consumer": lambda: self._consume(name, s, scratch),
             "aiokafka-consumer": lambda: self._consume(name, s, scratch),
             "confluent-consumer": lambda: self._consume(name, s, scratch),
@@ -305,6 +306,17 @@ class Bench:
         if name not in cases:
             raise BenchError(f"no such case: {name}")
         return cases[name]()
+
+    def _feed_produce(self, s: Settings, scratch: Path) -> tuple[float, dict[str, Any]]:
+        """FeedProducer's rate, and what its records (signed, lz4) cost on the broker's disk."""
+        rate = asyncio.run(clients.feed_produce(s, self.events))
+        topics = [s.topic(name) for name in EVENT_TOPICS]
+        at_rest = sum(clients.log_dir_bytes(self.lib, s, topics, scratch).values())
+        return rate, {
+            "events": len(self.events),
+            "signed": s.sign_events,
+            "bytes_per_event_at_rest": round(at_rest / len(self.events), 1),
+        }
 
     def _consume(self, name: str, s: Settings, scratch: Path) -> tuple[float, dict[str, Any]]:
         """Pre-load the records, then time one consumer through the account topic's share."""
