@@ -13,10 +13,12 @@ __all__ = [
     "NewNetworkRule",
     "ReportRule",
     "Rule",
+    "RuleProblem",
     "RuleSet",
     "SurgeRule",
     "ThresholdRule",
     "WindowRule",
+    "check_rules",
     "load_rules",
 ]
 
@@ -24,6 +26,7 @@ import re
 import tomllib
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -157,6 +160,26 @@ def _packaged_rules() -> bytes:
         return Path(__file__).with_name(_DEFAULT_FILE).read_bytes()
 
 
+@dataclass(frozen=True, slots=True)
+class RuleProblem:
+    """One thing wrong with a rule file, and where, for messages and ``disruptfeed rules check``.
+
+    Attributes:
+        text: what is wrong, without the file name ("rule 2 ('surge'): window: ...").
+        rule: the 1-based index of the ``[[rule]]`` at fault; None for the file as a whole.
+        key: the top-level key at fault, in the rule (``window``) or in the file
+            (``repeat_interval``); None when no key is (a missing kind is the rule's).
+        line: the 1-based line the TOML parser stopped at, for syntax errors; else None.
+        column: the 1-based column it stopped at, with ``line``.
+    """
+
+    text: str
+    rule: int | None = None
+    key: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+
 def load_rules(path: Path | None = None) -> RuleSet:
     """Read a TOML rule file: ``[[rule]]`` tables and an optional top-level ``repeat_interval``.
 
@@ -176,73 +199,111 @@ def load_rules(path: Path | None = None) -> RuleSet:
             data = path.read_bytes()
         except OSError as exc:
             raise ConfigurationError(f"{origin}: cannot read: {exc.strerror or exc}") from None
-    doc = _parse(origin, data)
+    rules, problems = check_rules(data)
+    if rules is None:
+        raise ConfigurationError("\n".join(f"{origin}: {p.text}" for p in problems))
+    return rules
+
+
+def check_rules(data: bytes) -> tuple[RuleSet | None, list[RuleProblem]]:
+    """The rule set in a rule file's bytes, or every problem found in them.
+
+    Returns:
+        The rules and no problems, or None and at least one problem, in file order.
+    """
+    doc = _parse(data)
+    if isinstance(doc, RuleProblem):
+        return None, [doc]
     problems = [
-        f"{origin}: unknown key {key!r}; a rule file holds [[rule]] tables and repeat_interval"
+        RuleProblem(
+            f"unknown key {key!r}; a rule file holds [[rule]] tables and repeat_interval", key=key
+        )
         for key in sorted(set(doc) - {"rule", "repeat_interval"})
     ]
     raw_rules = doc.get("rule", [])
     if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
-        problems.append(f"{origin}: 'rule' must be an array of tables, written [[rule]]")
+        problems.append(
+            RuleProblem("'rule' must be an array of tables, written [[rule]]", key="rule")
+        )
         raw_rules = []
     rules: list[Rule] = []
     first_index: dict[str, int] = {}
     for index, raw in enumerate(raw_rules, start=1):
         name = raw.get("name")
-        where = f"{origin}: rule {index} ({name!r})" if isinstance(name, str) else ""
-        where = where or f"{origin}: rule {index} (unnamed)"
+        where = f"rule {index} ({name!r})" if isinstance(name, str) else f"rule {index} (unnamed)"
         try:
             rule = _RULE_ADAPTER.validate_python(raw)
         except ValidationError as exc:
-            problems += [f"{where}: {problem}" for problem in _describe(exc, raw)]
+            problems += [
+                RuleProblem(f"{where}: {text}", rule=index, key=key)
+                for text, key in _describe(exc, raw)
+            ]
             continue
         if rule.name in first_index:
-            problems.append(f"{where}: name: duplicate of rule {first_index[rule.name]}")
+            problems.append(
+                RuleProblem(
+                    f"{where}: name: duplicate of rule {first_index[rule.name]}",
+                    rule=index,
+                    key="name",
+                )
+            )
         first_index.setdefault(rule.name, index)
         rules.append(rule)
     repeat = doc.get("repeat_interval", "24h")
     if repeat not in (*WINDOWS, "never"):
         problems.append(
-            f"{origin}: repeat_interval: must be '1h', '24h', '7d' or 'never', got {repeat!r}"
+            RuleProblem(
+                f"repeat_interval: must be '1h', '24h', '7d' or 'never', got {repeat!r}",
+                key="repeat_interval",
+            )
         )
     if problems:
-        raise ConfigurationError("\n".join(problems))
+        return None, problems
     # TOML has no null: "never" is how a file turns repeats off.
-    return RuleSet(rules=tuple(rules), repeat_interval=None if repeat == "never" else repeat)
+    return RuleSet(rules=tuple(rules), repeat_interval=None if repeat == "never" else repeat), []
 
 
-def _parse(origin: str, data: bytes) -> dict[str, Any]:
-    """The TOML document in ``data``, or a ConfigurationError naming ``origin`` and why not."""
+_TOML_AT: Final = re.compile(r" \(at line (\d+), column (\d+)\)$")
+
+
+def _parse(data: bytes) -> dict[str, Any] | RuleProblem:
+    """The TOML document in ``data``, or the problem that stopped the parser, and where."""
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigurationError(f"{origin}: not UTF-8 text (byte {exc.start})") from None
+        line, column = _line_column(data, exc.start)
+        return RuleProblem(f"not UTF-8 text (byte {exc.start})", line=line, column=column)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{origin}: invalid TOML: {exc}") from None
+        # Python 3.11's tomllib gives the position only in the message (lineno is 3.14's).
+        text = f"invalid TOML: {exc}"
+        at = _TOML_AT.search(str(exc))
+        # "(at end of document)" otherwise: the position after the last character.
+        line, column = (int(at[1]), int(at[2])) if at else _line_column(data, len(data))
+        return RuleProblem(text, line=line, column=column)
     except ValueError:
         # Not a TOMLDecodeError: tomllib hands a decimal integer to int(), which refuses more
         # than 4,300 digits (sys.get_int_max_str_digits).
-        where = _position(data, re.search(rb"[0-9_]{4301,}", data))
-        raise ConfigurationError(f"{origin}: invalid TOML: integer too long{where}") from None
+        found = re.search(rb"[0-9_]{4301,}", data)
+        line, column = _line_column(data, found.start()) if found else (None, None)
+        where = f" (at line {line}, column {column})" if found else ""
+        return RuleProblem(f"invalid TOML: integer too long{where}", line=line, column=column)
     except RecursionError:
         # tomllib reads nested arrays and inline tables recursively.
-        raise ConfigurationError(
-            f"{origin}: invalid TOML: arrays or inline tables nested too deeply"
-        ) from None
+        return RuleProblem("invalid TOML: arrays or inline tables nested too deeply")
 
 
-def _position(data: bytes, found: re.Match[bytes] | None) -> str:
-    """`` (at line L, column C)`` of a match in a file, as tomllib words positions; or ''."""
-    if found is None:
-        return ""
-    start = found.start()
+def _line_column(data: bytes, start: int) -> tuple[int | None, int | None]:
+    """The 1-based line and column (in characters, as tomllib counts) of a byte offset."""
     line = data.count(b"\n", 0, start) + 1
-    column = len(data[data.rfind(b"\n", 0, start) + 1 : start].decode("utf-8")) + 1
-    return f" (at line {line}, column {column})"
+    column = len(data[data.rfind(b"\n", 0, start) + 1 : start].decode("utf-8", "replace")) + 1
+    return line, column
 
 
-def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
-    """One ``field: reason`` line per pydantic error, in the words of the rule file."""
+def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """One ``field: reason`` line per pydantic error, in the words of the rule file.
+
+    Each comes with the rule's own key it is about (None when the error is about no key).
+    """
     kind = raw.get("kind")
     out = []
     for err in exc.errors(include_url=False):
@@ -250,14 +311,17 @@ def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
         if loc and loc[0] in _KINDS:  # the discriminated union puts the tag first
             loc = loc[1:]
         field = ".".join(str(part) for part in loc)
+        key = str(loc[0]) if loc else None
         if not field.isprintable():  # an unknown key "a\nb" would break the line in two
             field = repr(field)
         kinds = ", ".join(repr(k) for k in _KINDS)
         match err["type"]:
             case "union_tag_invalid":
-                field, reason = "kind", f"unknown kind {kind!r}; expected one of {kinds}"
+                field = key = "kind"
+                reason = f"unknown kind {kind!r}; expected one of {kinds}"
             case "union_tag_not_found":
-                field, reason = "kind", f"missing; every rule needs a kind, one of {kinds}"
+                field, key = "kind", None
+                reason = f"missing; every rule needs a kind, one of {kinds}"
             case "missing":
                 reason = "required field is missing"
             case "extra_forbidden":
@@ -269,5 +333,5 @@ def _describe(exc: ValidationError, raw: Mapping[str, Any]) -> list[str]:
                 given = err["input"]
                 shown = "" if isinstance(given, dict | list) else f", got {given!r}"
                 reason = f"{err['msg']}{shown}"
-        out.append(f"{field}: {reason}")
+        out.append((f"{field}: {reason}", key))
     return out
