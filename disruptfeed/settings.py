@@ -97,8 +97,10 @@ class Settings(BaseSettings):
     worker_port: int = Field(default=6066, ge=1, le=65_535)
     worker_url: str | None = Field(
         default=None,
-        description="The URL other workers reach this one's query API at (they gather their "
-        "answers from each other); default http://<worker host>:<worker port>.",
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="The URL other workers and the clients ('counts', 'alerts', 'status') "
+        "reach this one's query API at (workers gather their answers from each other); "
+        "default http://<worker host>:<worker port>.",
     )
     worker_store: str = Field(
         default="rocksdb://",
@@ -228,9 +230,36 @@ class Settings(BaseSettings):
         description="Live streams (SSE) open at once per API token; one more gets 429.",
     )
 
+    # --- Metrics and readiness (worker, dispatcher) ----------------------------------------------
+    lag_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds between consumer lag measurements (read from the cluster in the "
+        "background; /metrics and /ready show the last one).",
+    )
+    lag_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Longest one lag measurement may take; a failed one makes /ready 503.",
+    )
+    ready_max_lag: int = Field(
+        default=10_000,
+        ge=0,
+        description="Most records a server may be behind (summed over its partitions) and "
+        "still be ready: /ready answers 503 above it.",
+    )
+
     # --- Dispatcher: subscriptions, webhooks, live streams ---------------------------------------
     dispatcher_host: str = Field(default="127.0.0.1", description="Address the dispatcher binds.")
     dispatcher_port: int = Field(default=6067, ge=1, le=65_535)
+    dispatcher_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="Where clients ('alerts tail', 'status') reach the dispatcher; default "
+        "http://<dispatcher host>:<dispatcher port>.",
+    )
     webhook_timeout: float = Field(
         default=10.0, gt=0, le=300, description="Seconds one delivery attempt may take."
     )
@@ -289,6 +318,17 @@ class Settings(BaseSettings):
     def bootstrap(self) -> str:
         """The address every client connects to."""
         return self.bootstrap_servers or f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def worker_api_url(self) -> str:
+        """Where the worker's query API is reached (``worker_url``, else host and port)."""
+        return (self.worker_url or f"http://{self.worker_host}:{self.worker_port}").rstrip("/")
+
+    @property
+    def dispatcher_api_url(self) -> str:
+        """Where the dispatcher's API is reached (``dispatcher_url``, else host and port)."""
+        url = self.dispatcher_url or f"http://{self.dispatcher_host}:{self.dispatcher_port}"
+        return url.rstrip("/")
 
     @property
     def retry_delays(self) -> tuple[float, ...]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 __all__ = ["main"]
 
-import logging
-
 import click
 
 from disruptfeed import __version__
 from disruptfeed.bench._command import bench
 from disruptfeed.cli._admin import broker, schemas_group, topics
 from disruptfeed.cli._audit import audit, replay
+from disruptfeed.cli._common import LOG_FORMAT_KEY
 from disruptfeed.cli._demo import demo
 from disruptfeed.cli._events import publish, sample, tail
 from disruptfeed.cli._streams import alerts, counts, worker
@@ -21,17 +20,29 @@ from disruptfeed.cli._subscriptions import dispatcher, subscriptions
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="disruptfeed")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def main(verbose: int) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines for people, or one JSON object per line (time, level, logger, message).",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: int, log_format: str) -> None:
     """Disruption Feed: a typed Kafka feed of platform-abuse disruptions.
 
-    Every command reads its settings from DISRUPTFEED_* environment variables. By default they
-    use the embedded broker on 127.0.0.1:19092 ('disruptfeed broker start'); set
-    DISRUPTFEED_BOOTSTRAP_SERVERS to use an existing cluster instead.
+    Every command reads its settings from DISRUPTFEED_* environment variables; flags such as
+    --bootstrap, --url, --token and --rules override them. By default they use the embedded
+    broker on 127.0.0.1:19092 ('disruptfeed broker start'); --bootstrap or
+    DISRUPTFEED_BOOTSTRAP_SERVERS point them at an existing cluster instead.
 
     Quick start: 'disruptfeed demo'.
     """
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from disruptfeed._logging import configure_logging
+
+    ctx.meta[LOG_FORMAT_KEY] = log_format
+    level = ("WARNING", "INFO", "DEBUG")[min(verbose, 2)]
+    configure_logging(level, "json" if log_format == "json" else "text")
 
 
 for command in (

@@ -18,11 +18,15 @@ from disruptfeed.cli._common import (
     EXIT_BROKER,
     EXIT_REJECTED,
     EXIT_USAGE,
+    bootstrap_option,
     fail,
+    progress,
+    rules_option,
     run,
     settings_from,
+    token_option,
+    worker_url_option,
 )
-from disruptfeed.cli._events import _progress
 from disruptfeed.errors import ConfigurationError
 
 
@@ -76,6 +80,7 @@ def _write_atomically(out: Path, data: bytes) -> None:
     show_default=True,
     help="Where to write ('-': stdout). Written whole or not at all.",
 )
+@bootstrap_option
 @click.pass_context
 def replay(
     ctx: click.Context,
@@ -106,7 +111,7 @@ def replay(
         )
     except ConfigurationError as exc:
         fail(str(exc), EXIT_USAGE)
-    with _progress(None, "replaying", "records") as bar:
+    with progress(None, "replaying", "records") as bar:
         result = run(run_replay(settings, spec, on_progress=bar.update))
     if fmt == "jsonl":
         data = b"".join(e.value + b"\n" for e in result.events)
@@ -144,6 +149,7 @@ def audit() -> None:
     is_flag=True,
     help="Keep checkpointing every DISRUPTFEED_CHECKPOINT_INTERVAL_SECONDS (60) until stopped.",
 )
+@bootstrap_option
 @click.pass_context
 def checkpoint_command(ctx: click.Context, follow: bool) -> None:
     """Sign a checkpoint of every event stored so far (generating the key on first use)."""
@@ -189,6 +195,7 @@ def checkpoint_command(ctx: click.Context, follow: bool) -> None:
     help="Only checkpoints made at or after this time (ISO 8601); the one before is the base.",
 )
 @click.option("--until", default=None, help="Only checkpoints made up to this time (ISO 8601).")
+@bootstrap_option
 @click.pass_context
 def verify_command(
     ctx: click.Context, directory: Path | None, since: str | None, until: str | None
@@ -237,7 +244,7 @@ def verify_command(
             "widen the range, or list them with 'ls' on the checkpoint directory",
             EXIT_USAGE,
         )
-    with _progress(None, "verifying", "events") as bar:
+    with progress(None, "verifying", "events") as bar:
         report = run(
             verify(settings, checkpoints, keys, on_progress=bar.update, since=start, until=end)
         )
@@ -261,13 +268,17 @@ def verify_command(
     default=None,
     help="Windows ending at this time (ISO 8601) [default: the worker's stream time].",
 )
+@bootstrap_option
+@worker_url_option
+@token_option
+@rules_option
 @click.pass_context
 def recount_command(ctx: click.Context, at: str | None) -> None:
     """Recompute the rolling counts from the history alone and diff them with the worker's.
 
     Every stored event goes through the worker's own counting code with the configured rules
     and grace; the result is held against the worker's GET /counts?at=... (so the worker must
-    run; DISRUPTFEED_WORKER_HOST/PORT and the API token say where). Prints 'no difference'
+    run; --url and --token say where). Prints 'no difference'
     and exits 0 when they agree, else one line per differing count and exits 1. 'total' is
     every event counted so far, whatever --at.
     """
@@ -279,7 +290,7 @@ def recount_command(ctx: click.Context, at: str | None) -> None:
 
     settings = settings_from(ctx)
     when = _time(at, "--at") if at is not None else None
-    url = f"http://{settings.worker_host}:{settings.worker_port}"
+    url = settings.worker_api_url
     try:
         stream_time = worker_get(settings, "/stats").get("stream_time")
         if when is None:
@@ -294,7 +305,7 @@ def recount_command(ctx: click.Context, at: str | None) -> None:
         fail(
             f"no worker answers at {url} ({exc}); start one with 'disruptfeed worker'", EXIT_BROKER
         )
-    with _progress(None, "recounting", "records") as bar:
+    with progress(None, "recounting", "records") as bar:
         processor = run(recount(settings, bar.update)).processor
     ours = processor.store.snapshot(now_ms=int(when.timestamp() * 1000))
     diffs = diff_counts(ours, theirs)
@@ -317,6 +328,8 @@ def recount_command(ctx: click.Context, at: str | None) -> None:
 @audit.command("alerts")
 @click.option("--since", required=True, help="Start of the evaluation-time range (ISO 8601).")
 @click.option("--until", required=True, help="End of the range (ISO 8601, exclusive).")
+@bootstrap_option
+@rules_option
 @click.pass_context
 def alerts_command(ctx: click.Context, since: str, until: str) -> None:
     """Re-derive the alerts from history with the configured rules; diff with the alert topic.
@@ -337,7 +350,7 @@ def alerts_command(ctx: click.Context, since: str, until: str) -> None:
     async def published() -> list[Any]:
         return [a async for a in read_alerts(settings, start="earliest", until_end=True)]
 
-    with _progress(None, "re-deriving", "records") as bar:
+    with progress(None, "re-deriving", "records") as bar:
         derived = run(recount(settings, bar.update)).alerts
     diffs, repeats = diff_alerts(derived, run(published()), start, end)
     in_range = sum(1 for a in derived if start <= a.evaluated_at < end)
@@ -352,6 +365,7 @@ def alerts_command(ctx: click.Context, since: str, until: str) -> None:
 
 
 @audit.command("reports")
+@bootstrap_option
 @click.pass_context
 def reports_command(ctx: click.Context) -> None:
     """Check each ReportReleased event's claims against the history; list the mismatches.
@@ -370,7 +384,7 @@ def reports_command(ctx: click.Context) -> None:
         until=dt.datetime(9999, 1, 1, tzinfo=dt.UTC),
         types=("network.identified", "report.released"),
     )
-    with _progress(None, "reading", "records") as bar:
+    with progress(None, "reading", "records") as bar:
         result = run(run_replay(settings, everything, on_progress=bar.update))
     checks = check_reports(item.event for item in result.events)
     mismatches = 0

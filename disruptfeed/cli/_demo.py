@@ -18,8 +18,14 @@ from typing import Any
 import click
 
 from disruptfeed.cli._admin import start_broker
-from disruptfeed.cli._common import fail, run, settings_from
-from disruptfeed.cli._events import _progress
+from disruptfeed.cli._common import (
+    LOG_FORMAT_KEY,
+    bootstrap_option,
+    fail,
+    progress,
+    run,
+    settings_from,
+)
 from disruptfeed.cli._streams import describe_alert, format_counts, worker_get
 from disruptfeed.sample import DEFAULT_SEED, SampleSpec, build_sample
 from disruptfeed.settings import Settings
@@ -106,9 +112,7 @@ def _dispatching(settings: Settings) -> Iterator[_DemoReceiver]:
 
     sub_id = run(subscribe())
     env = {**os.environ, "DISRUPTFEED_WEBHOOK_ALLOW_PRIVATE": "true"}
-    dispatcher = subprocess.Popen(
-        [sys.executable, "-m", "disruptfeed", "dispatcher"], env=env, start_new_session=True
-    )
+    dispatcher = subprocess.Popen(_child(settings, "dispatcher"), env=env, start_new_session=True)
     try:
         yield receiver
     finally:
@@ -119,9 +123,22 @@ def _dispatching(settings: Settings) -> Iterator[_DemoReceiver]:
         receiver.server_close()
 
 
+def _child(settings: Settings, command: str) -> list[str]:
+    """The command line of a worker or dispatcher the demo starts: this one's flags passed on."""
+    args = [sys.executable, "-m", "disruptfeed"]
+    log_format = click.get_current_context().meta.get(LOG_FORMAT_KEY)
+    if log_format:
+        args += ["--log-format", log_format]
+    args.append(command)
+    if settings.bootstrap_servers:
+        args += ["--bootstrap", settings.bootstrap_servers]
+    return args
+
+
 @click.command()
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, help="Seed for synthetic events.")
 @click.option("--show", default=12, show_default=True, help="Alerts to print.")
+@bootstrap_option
 @click.pass_context
 def demo(ctx: click.Context, seed: int, show: int) -> None:
     """Run the whole job locally: broker, sample data, worker, counts, alerts and their push.
@@ -139,13 +156,13 @@ def demo(ctx: click.Context, seed: int, show: int) -> None:
     events = build_sample(SampleSpec(seed=seed))
     lines = [codec.encode(e) for e in events]
     click.secho(f"\n1/4 publishing {len(lines)} sample events", bold=True, err=True)
-    with _progress(len(lines), "publishing", "events") as bar:
+    with progress(len(lines), "publishing", "events") as bar:
         report = run(publish_lines(lines, settings, on_progress=bar.update))
     click.echo(report.summary(), err=True)
 
     click.secho("\n2/4 running the stream worker", bold=True, err=True)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "disruptfeed", "worker"],
+        _child(settings, "worker"),
         env=dict(os.environ),
         start_new_session=True,
     )

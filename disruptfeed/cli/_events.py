@@ -12,24 +12,18 @@ from typing import IO, Any
 
 import click
 
-from disruptfeed.cli._common import EXIT_BROKER, EXIT_REJECTED, run, settings_from
+from disruptfeed.cli._common import (
+    EXIT_BROKER,
+    EXIT_REJECTED,
+    bootstrap_option,
+    output_option,
+    progress,
+    run,
+    settings_from,
+)
 from disruptfeed.sample import DEFAULT_SEED, SampleSpec, build_sample
 from disruptfeed.topics import EVENT_TOPICS
 from schemas import AccountDisrupted, Event, NetworkIdentified, ReportReleased, codec
-
-
-def _progress(total: int | None, desc: str, unit: str = "lines", *, scale: bool = False) -> Any:
-    from tqdm import tqdm
-
-    # disable=None: a bar on a terminal, silence in pipes and CI logs.
-    return tqdm(
-        total=total,
-        desc=desc,
-        unit=unit if scale else f" {unit}",
-        unit_scale=scale,
-        file=sys.stderr,
-        disable=None,
-    )
 
 
 def _counting(lines: IO[bytes], bar: Any) -> Iterator[bytes]:
@@ -44,6 +38,7 @@ def _counting(lines: IO[bytes], bar: Any) -> Iterator[bytes]:
 @click.option(
     "--chunk", default=1_000, show_default=True, help="Events sent per acknowledgement wait."
 )
+@bootstrap_option
 @click.pass_context
 def publish(ctx: click.Context, file: Path, chunk: int) -> None:
     """Validate and publish events from a JSON Lines FILE ('-' for stdin).
@@ -67,7 +62,7 @@ def publish(ctx: click.Context, file: Path, chunk: int) -> None:
         click.secho(result.describe(name), fg="yellow", err=True)
 
     stream: IO[bytes] = sys.stdin.buffer if name == "<stdin>" else file.open("rb")
-    with stream, _progress(total, "publishing", "B", scale=True) as bar:
+    with stream, progress(total, "publishing", "B", scale=True) as bar:
         report = run(
             publish_lines(_counting(stream, bar), settings, chunk=chunk, on_rejected=rejected)
         )
@@ -122,9 +117,9 @@ def _parse_start(value: str) -> str | dt.datetime:
     "--format",
     "fmt",
     type=click.Choice(["line", "jsonl"]),
-    default="line",
-    show_default=True,
-    help="Readable one-line form, or the events' JSON (pipe into 'disruptfeed publish -').",
+    default=None,
+    hidden=True,
+    help="Older spelling of --output: line is table, jsonl is jsonl.",
 )
 @click.option(
     "--group", default=None, help="Consumer group to read as (default: none, no commits)."
@@ -133,22 +128,30 @@ def _parse_start(value: str) -> str | dt.datetime:
 @click.option(
     "--max", "limit", type=click.IntRange(min=1), default=None, help="Stop after N events."
 )
+@bootstrap_option
+@output_option(json_alias=None, streaming=True)
 @click.pass_context
 def tail(
     ctx: click.Context,
     topics: tuple[str, ...],
     start: str,
-    fmt: str,
+    fmt: str | None,
     group: str | None,
     until_end: bool,
     limit: int | None,
+    output: str,
 ) -> None:
-    """Print events as they arrive on TOPICS (default: every event topic)."""
+    """Print events as they arrive on TOPICS (default: every event topic).
+
+    --output table prints a readable line per event; json and jsonl the events' JSON, one per
+    line (pipe it into 'disruptfeed publish -').
+    """
     from consumers import InvalidRecord, Subscription
 
     settings = settings_from(ctx)
     if until_end and group:
         raise click.UsageError("--until-end reads whole partitions; drop --group")
+    as_json = output != "table" if fmt is None else fmt == "jsonl"
 
     def invalid(record: InvalidRecord) -> None:
         click.secho(
@@ -168,7 +171,7 @@ def tail(
             on_invalid=invalid,
         ) as sub:
             async for received in sub:
-                if fmt == "jsonl":
+                if as_json:
                     sys.stdout.buffer.write(codec.encode(received.event) + b"\n")
                     sys.stdout.flush()
                 else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "alerts",
     "auth_headers",
+    "count_rows",
     "counts",
     "describe_alert",
     "format_counts",
@@ -19,7 +20,19 @@ from typing import Any
 
 import click
 
-from disruptfeed.cli._common import EXIT_BROKER, fail, run, settings_from
+from disruptfeed.cli._common import (
+    EXIT_BROKER,
+    bootstrap_option,
+    dispatcher_url_option,
+    emit,
+    fail,
+    output_option,
+    rules_option,
+    run,
+    settings_from,
+    token_option,
+    worker_url_option,
+)
 from disruptfeed.settings import Settings
 from schemas import Alert
 
@@ -32,6 +45,9 @@ from schemas import Alert
     show_default=True,
     help="Faust's log level.",
 )
+@bootstrap_option
+@token_option
+@rules_option
 @click.pass_context
 def worker(ctx: click.Context, loglevel: str) -> None:
     """Run the stream worker: rolling counts per region, alerts, and the query API.
@@ -39,8 +55,8 @@ def worker(ctx: click.Context, loglevel: str) -> None:
     Consumes the three event topics from the start of their history, counts each event id once,
     sends alerts to the alerts topic and invalid records to the dead-letter topic, and serves
     counts on http://DISRUPTFEED_WORKER_HOST:DISRUPTFEED_WORKER_PORT (default 127.0.0.1:6066),
-    behind the bearer token (any address but loopback needs DISRUPTFEED_API_TOKEN set).
-    Alert rules: DISRUPTFEED_RULES_FILE (TOML), or the rules shipped in streams/rules.toml.
+    behind the bearer token (any address but loopback needs --token or DISRUPTFEED_API_TOKEN).
+    Alert rules: --rules or DISRUPTFEED_RULES_FILE (TOML), else streams/rules.toml.
     Records are counted in batches of up to DISRUPTFEED_BATCH_SIZE (500), each waiting at most
     DISRUPTFEED_BATCH_WAIT_MS (10) for its batch to fill.
     """
@@ -66,10 +82,11 @@ def worker_get(settings: Settings, path: str, timeout: float = 10) -> Any:
 
 def _worker_get(settings: Settings, path: str, timeout: float = 10) -> tuple[Any, str | None]:
     """The JSON of a GET, and the workers whose parts it holds (X-Disruptfeed-Workers)."""
-    url = f"http://{settings.worker_host}:{settings.worker_port}{path}"
-    request = urllib.request.Request(url, headers=auth_headers(settings))
+    url = settings.worker_api_url + path
+    # http(s) only: Settings' pattern refuses any other scheme in the URL.
+    request = urllib.request.Request(url, headers=auth_headers(settings))  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http only
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return json.load(response), response.headers.get("X-Disruptfeed-Workers")
     except urllib.error.HTTPError as exc:
         exc.close()  # release its socket before re-raising
@@ -77,7 +94,7 @@ def _worker_get(settings: Settings, path: str, timeout: float = 10) -> tuple[Any
 
 
 def _get(settings: Settings, path: str) -> Any:
-    url = f"http://{settings.worker_host}:{settings.worker_port}{path}"
+    url = settings.worker_api_url + path
     try:
         data, workers = _worker_get(settings, path)
         if workers:  # which worker was asked, and whose partitions the answer holds
@@ -106,20 +123,32 @@ def format_counts(data: dict[str, dict[str, dict[str, int]]]) -> str:
     return "\n".join(lines)
 
 
+def count_rows(data: dict[str, dict[str, dict[str, int]]]) -> list[dict[str, Any]]:
+    """The counts as flat rows (``--output jsonl``): region, type and the windows."""
+    return [
+        {"region": region, "type": event_type, **row}
+        for region, types in data.items()
+        for event_type, row in types.items()
+    ]
+
+
 @click.command()
 @click.option("--region", default=None, help="One region (ISO 3166-1 alpha-2 or 'unknown').")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: region -> type -> windows.")
+@worker_url_option
+@token_option
+@output_option()
 @click.pass_context
-def counts(ctx: click.Context, region: str | None, as_json: bool) -> None:
-    """Print rolling counts (1h, 24h, 7d, total) per region and event type from the worker."""
+def counts(ctx: click.Context, region: str | None, output: str) -> None:
+    """Print rolling counts (1h, 24h, 7d, total) per region and event type from the worker.
+
+    --output json prints region -> type -> windows; jsonl one row per region and type.
+    """
     settings = settings_from(ctx)
     data = _get(settings, f"/counts/{region}" if region else "/counts")
-    if as_json:
-        click.echo(json.dumps(data, sort_keys=True))
-    elif not data:
+    if output == "table" and not data:
         click.echo("no events counted yet" + (f" for {region}" if region else ""))
-    else:
-        click.echo(format_counts(data))
+        return
+    emit(output, data, count_rows(data), lambda: format_counts(data))
 
 
 def describe_alert(alert: Alert) -> str:
@@ -129,8 +158,13 @@ def describe_alert(alert: Alert) -> str:
     return f"{head} {alert.summary}  ({alert.evaluated_at:%Y-%m-%d %H:%MZ})"
 
 
+def _alert_table(data: dict[str, Any]) -> str:
+    if not data["alerts"]:
+        return f"no alerts firing (stream time {data['stream_time']})"
+    return "\n".join(describe_alert(Alert.model_validate(a)) for a in data["alerts"])
+
+
 @click.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
     "--follow",
     "-f",
@@ -140,26 +174,26 @@ def describe_alert(alert: Alert) -> str:
 @click.option(
     "--history", is_flag=True, help="With --follow: start from the first alert ever raised."
 )
+@worker_url_option
+@token_option
+@bootstrap_option
+@output_option()
 @click.pass_context
-def alerts(ctx: click.Context, as_json: bool, follow: bool, history: bool) -> None:
-    """Print the alerts firing now, or follow the alert stream with --follow.
+def alerts(ctx: click.Context, follow: bool, history: bool, output: str) -> None:
+    """Print the alerts firing now (from the worker), or follow the alert stream with --follow.
 
-    'disruptfeed alerts tail' follows the dispatcher's live stream instead, with filters.
+    --output json prints the worker's document (alerts, stream time); jsonl one alert per line,
+    as does json with --follow. 'disruptfeed alerts tail' follows the dispatcher's live stream
+    instead, with filters.
     """
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_from(ctx)
     if follow:
-        _follow(settings, as_json=as_json, history=history)
+        _follow(settings, as_json=output != "table", history=history)
         return
     data = _get(settings, "/alerts")
-    if as_json:
-        click.echo(json.dumps(data, sort_keys=True))
-        return
-    if not data["alerts"]:
-        click.echo(f"no alerts firing (stream time {data['stream_time']})")
-    for alert in data["alerts"]:
-        click.echo(describe_alert(Alert.model_validate(alert)))
+    emit(output, data, data["alerts"], lambda: _alert_table(data))
 
 
 def _follow(settings: Settings, *, as_json: bool, history: bool) -> None:
@@ -192,13 +226,9 @@ def _follow(settings: Settings, *, as_json: bool, history: bool) -> None:
     help="Only these.",
 )
 @click.option("--since", default=None, help="Start at this ISO 8601 time instead of now.")
-@click.option(
-    "--url",
-    default=None,
-    help="The dispatcher [default: http://DISRUPTFEED_DISPATCHER_HOST:DISRUPTFEED_DISPATCHER_PORT].",
-)
-@click.option("--token", default=None, help="API token [default: DISRUPTFEED_API_TOKEN].")
-@click.option("--json", "as_json", is_flag=True, help="Print each alert as a JSON line.")
+@dispatcher_url_option
+@token_option
+@output_option(json_alias="jsonl", streaming=True)
 @click.pass_context
 def tail(
     ctx: click.Context,
@@ -207,9 +237,7 @@ def tail(
     severity: str | None,
     states: tuple[str, ...],
     since: str | None,
-    url: str | None,
-    token: str | None,
-    as_json: bool,
+    output: str,
 ) -> None:
     """Follow alerts live from the dispatcher's stream (the on-call view), reconnecting on drops.
 
@@ -218,7 +246,6 @@ def tail(
     from consumers._stream_client import follow_sse
 
     settings = settings_from(ctx)
-    base = url or f"http://{settings.dispatcher_host}:{settings.dispatcher_port}"
     tokens = settings.bearer_tokens(create=False)
     params: dict[str, str | list[str]] = {}
     for name, values in (("region", regions), ("rule", rules), ("state", states)):
@@ -231,8 +258,8 @@ def tail(
 
     async def go() -> None:
         stream = follow_sse(
-            base.rstrip("/") + "/stream/alerts",
-            token=token or (tokens[0] if tokens else None),
+            settings.dispatcher_api_url + "/stream/alerts",
+            token=tokens[0] if tokens else None,
             params=params,
             reconnect=True,
         )
@@ -241,7 +268,7 @@ def tail(
                 click.secho(f"stream error: {message.data}", fg="red", err=True)
                 continue
             alert = Alert.model_validate_json(message.data)
-            click.echo(alert.model_dump_json() if as_json else describe_alert(alert))
+            click.echo(alert.model_dump_json() if output != "table" else describe_alert(alert))
 
     try:
         run(go())

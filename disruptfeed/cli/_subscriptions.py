@@ -4,14 +4,21 @@ from __future__ import annotations
 
 __all__ = ["dispatcher", "subscriptions"]
 
-import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
 
-from disruptfeed.cli._common import fail, run, settings_from
+from disruptfeed.cli._common import (
+    bootstrap_option,
+    emit,
+    fail,
+    output_option,
+    run,
+    settings_from,
+    token_option,
+)
 from disruptfeed.settings import Settings
 
 T = TypeVar("T")
@@ -24,6 +31,8 @@ _SEVERITIES = click.Choice(["info", "warning", "critical"])
 @click.option(
     "--port", type=int, default=None, help="HTTP port [default: DISRUPTFEED_DISPATCHER_PORT, 6067]."
 )
+@bootstrap_option
+@token_option
 @click.pass_context
 def dispatcher(ctx: click.Context, port: int | None) -> None:
     """Deliver alerts to subscriptions (signed webhooks, Alertmanager) and serve live streams.
@@ -104,11 +113,12 @@ def _describe(sub: dict[str, Any]) -> str:
     is_flag=True,
     help="Also deliver every alert already kept, not only those from now on.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@bootstrap_option
+@output_option()
 @click.pass_context
 def create(ctx: click.Context, url: str, kind: str, regions: tuple[str, ...],
            rules: tuple[str, ...], states: tuple[str, ...], min_severity: str,
-           description: str, from_beginning: bool, as_json: bool) -> None:  # fmt: skip
+           description: str, from_beginning: bool, output: str) -> None:  # fmt: skip
     """Create a subscription to URL; prints its signing secret (shown only this once)."""
     from pydantic import ValidationError
 
@@ -132,8 +142,8 @@ def create(ctx: click.Context, url: str, kind: str, regions: tuple[str, ...],
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     view = record.public()
-    if as_json:
-        click.echo(json.dumps({**view, "secret": secret}, sort_keys=True))
+    if output != "table":
+        emit(output, {**view, "secret": secret}, [{**view, "secret": secret}], str)
         return
     click.echo(f"created {_describe(view)}")
     if secret:
@@ -141,28 +151,31 @@ def create(ctx: click.Context, url: str, kind: str, regions: tuple[str, ...],
 
 
 @subscriptions.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@bootstrap_option
+@output_option()
 @click.pass_context
-def list_(ctx: click.Context, as_json: bool) -> None:
-    """List subscriptions (secrets are never shown)."""
+def list_(ctx: click.Context, output: str) -> None:
+    """List subscriptions (secrets are never shown).
+
+    --output json prints one JSON array; jsonl one subscription per line.
+    """
 
     async def call(admin: Any) -> list[dict[str, Any]]:
         return [s.public() for s in admin.all()]
 
     rows = _admin_call(settings_from(ctx), call)
-    if as_json:
-        click.echo(json.dumps(rows, sort_keys=True))
-    elif not rows:
+    if output == "table" and not rows:
         click.echo("no subscriptions; create one with 'disruptfeed subscriptions create URL'")
-    for row in rows if not as_json else ():
-        click.echo(_describe(row))
+        return
+    emit(output, rows, rows, lambda: "\n".join(_describe(row) for row in rows))
 
 
 @subscriptions.command("show")
 @click.argument("sub_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@bootstrap_option
+@output_option()
 @click.pass_context
-def show(ctx: click.Context, sub_id: str, as_json: bool) -> None:
+def show(ctx: click.Context, sub_id: str, output: str) -> None:
     """Show one subscription and how its deliveries went (delivered, retrying, dead-lettered)."""
 
     async def call(admin: Any) -> tuple[dict[str, Any], list[Any]]:
@@ -182,8 +195,8 @@ def show(ctx: click.Context, sub_id: str, as_json: bool) -> None:
         "attempts": len(attempts),
         "last_error": failures[-1].error if failures else None,
     }
-    if as_json:
-        click.echo(json.dumps(view, sort_keys=True, default=str))
+    if output != "table":
+        emit(output, view, [view], str)
         return
     click.echo(_describe(view))
     d = view["deliveries"]
@@ -198,6 +211,7 @@ def show(ctx: click.Context, sub_id: str, as_json: bool) -> None:
 def _state_command(name: str, state: str, help_text: str) -> None:
     @subscriptions.command(name, help=help_text)
     @click.argument("sub_id", metavar="ID")
+    @bootstrap_option
     @click.pass_context
     def command(ctx: click.Context, sub_id: str) -> None:
         async def call(admin: Any) -> Any:
@@ -213,6 +227,7 @@ _state_command("resume", "active", "Resume a paused (or disabled) subscription."
 
 @subscriptions.command("rotate-secret")
 @click.argument("sub_id", metavar="ID")
+@bootstrap_option
 @click.pass_context
 def rotate_secret(ctx: click.Context, sub_id: str) -> None:
     """Give a webhook subscription a new signing secret (the old one signs too for 24 h)."""
@@ -226,6 +241,7 @@ def rotate_secret(ctx: click.Context, sub_id: str) -> None:
 
 @subscriptions.command("delete")
 @click.argument("sub_id", metavar="ID")
+@bootstrap_option
 @click.pass_context
 def delete(ctx: click.Context, sub_id: str) -> None:
     """Delete a subscription; deliveries still pending for it are dropped."""
@@ -240,21 +256,26 @@ def delete(ctx: click.Context, sub_id: str) -> None:
 @subscriptions.command("deliveries")
 @click.argument("sub_id", metavar="ID")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@bootstrap_option
+@output_option(json_alias="jsonl")
 @click.pass_context
-def deliveries(ctx: click.Context, sub_id: str, limit: int, as_json: bool) -> None:
-    """Show the last delivery attempts of a subscription, oldest first."""
+def deliveries(ctx: click.Context, sub_id: str, limit: int, output: str) -> None:
+    """Show the last delivery attempts of a subscription, oldest first.
+
+    --output json prints one JSON array; jsonl one attempt per line.
+    """
 
     async def call(admin: Any) -> list[Any]:
         return list(await admin.deliveries(sub_id, limit=limit))
 
     attempts = _admin_call(settings_from(ctx), call)
-    if not attempts and not as_json:
+    if output != "table":
+        rows = [a.model_dump(mode="json") for a in attempts]
+        emit(output, rows, rows, str)
+        return
+    if not attempts:
         click.echo("no delivery attempts yet")
     for a in attempts:
-        if as_json:
-            click.echo(a.model_dump_json())
-            continue
         status = a.status_code if a.status_code is not None else "-"
         latency = f"{a.latency_ms:.0f}ms" if a.latency_ms is not None else "-"
         line = f"{a.at:%Y-%m-%d %H:%M:%S}Z #{a.sequence:<5} try {a.attempt} {a.outcome:<13} "
