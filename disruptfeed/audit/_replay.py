@@ -113,7 +113,11 @@ class ReplayResult:
 
 
 async def replay(
-    settings: Settings, spec: ReplayFilter, *, on_progress: Progress | None = None
+    settings: Settings,
+    spec: ReplayFilter,
+    *,
+    on_progress: Progress | None = None,
+    on_total: Progress | None = None,
 ) -> ReplayResult:
     """Read the history for ``spec``; see the module docstring.
 
@@ -121,6 +125,7 @@ async def replay(
         settings: where the feed is.
         spec: the range and filters.
         on_progress: called with the number of records read since the last call.
+        on_total: called once, before reading, with the number of records the replay reads.
 
     Raises:
         BrokerNotRunningError: nothing answers at the bootstrap address.
@@ -152,6 +157,8 @@ async def replay(
             consumer.seek(tp, starts[tp])
             result.start_offsets[f"{tp.topic}:{tp.partition}"] = starts[tp]
             result.end_offsets[f"{tp.topic}:{tp.partition}"] = ends[tp]
+        if on_total is not None:
+            on_total(sum(ends[tp] - starts[tp] for tp in parts))
         kept: dict[int, ReplayedEvent] = {}
         left = {tp for tp in parts if starts[tp] < ends[tp]}
         while left:

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING
 import click
 
 from disruptfeed.bench._report import CASES, CaseResult
-from disruptfeed.cli._common import EXIT_BROKER, EXIT_CONFIG, EXIT_REJECTED, fail, settings_from
+from disruptfeed.cli._common import (
+    EXIT_BROKER,
+    EXIT_CONFIG,
+    EXIT_REJECTED,
+    bootstrap_option,
+    fail,
+    progress,
+    settings_from,
+)
 
 if TYPE_CHECKING:
     from disruptfeed.bench._runner import Bench
@@ -75,13 +83,14 @@ def _say(message: str) -> None:
     type=click.Choice([spec.name for spec in CASES]),
     help="Run only this case (repeatable); ratios need their peers' figures.",
 )
+@bootstrap_option
 @click.pass_context
 def bench(
     ctx: click.Context, quick: bool, runs: int | None, json_file: Path | None, only: tuple[str, ...]
 ) -> None:
     """Benchmark the feed against Kafka's own tools and the raw Python clients, side by side.
 
-    Starts a throwaway broker on free ports (or uses DISRUPTFEED_BOOTSTRAP_SERVERS), runs every
+    Starts a throwaway broker on free ports (or uses --bootstrap), runs every
     case on fresh topics with the same sample-like events, and prints a Markdown table of the
     median, min and max of each case's runs; progress goes to stderr. See docs/benchmarks.md.
     """
@@ -163,13 +172,11 @@ def _broker(settings: Settings, workdir: Path) -> Iterator[tuple[Settings, str]]
 
 
 def _run_with_bar(runner: Bench, selected: set[str], runs: int) -> list[CaseResult]:
-    from tqdm import tqdm
-
     # The p99s and the webhook figures come with publish-to-alert-p50 (added to the selection
     # when any of them is asked for), and the replay case is never run.
     together = {"publish-to-alert-p99", "publish-to-webhook-p50", "publish-to-webhook-p99"}
     if selected & together:
         selected = selected | {"publish-to-alert-p50"}
     steps = len(selected - together - {"feed-replay-verify"}) * runs
-    with tqdm(total=steps, file=sys.stderr, disable=None, unit="case", leave=False) as bar:
+    with progress(steps, "benchmarking", "case runs") as bar:
         return runner.run(selected, tick=bar.update)

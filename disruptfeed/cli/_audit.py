@@ -9,6 +9,7 @@ import datetime as dt
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,16 @@ def _time(value: str, option: str) -> dt.datetime:
     if when.tzinfo is None:
         fail(f"{option} {value!r} has no timezone; add one, e.g. {value}Z", EXIT_USAGE)
     return when
+
+
+def _totalled(bar: Any) -> Callable[[int], None]:
+    """Set a progress bar's total once it is known."""
+
+    def total(n: int) -> None:
+        bar.total = n
+        bar.refresh()
+
+    return total
 
 
 def _write_atomically(out: Path, data: bytes) -> None:
@@ -112,7 +123,7 @@ def replay(
     except ConfigurationError as exc:
         fail(str(exc), EXIT_USAGE)
     with progress(None, "replaying", "records") as bar:
-        result = run(run_replay(settings, spec, on_progress=bar.update))
+        result = run(run_replay(settings, spec, on_progress=bar.update, on_total=_totalled(bar)))
     if fmt == "jsonl":
         data = b"".join(e.value + b"\n" for e in result.events)
     else:
@@ -385,7 +396,9 @@ def reports_command(ctx: click.Context) -> None:
         types=("network.identified", "report.released"),
     )
     with progress(None, "reading", "records") as bar:
-        result = run(run_replay(settings, everything, on_progress=bar.update))
+        result = run(
+            run_replay(settings, everything, on_progress=bar.update, on_total=_totalled(bar))
+        )
     checks = check_reports(item.event for item in result.events)
     mismatches = 0
     for check in checks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -271,3 +272,30 @@ def test_alerts_output_shapes(fake_worker: tuple[str, _Seen]) -> None:
     assert lines.stdout == ""  # one line per firing alert: none
     table = runner.invoke(main, ["alerts", "--url", url])
     assert table.stdout.strip() == "no alerts firing (stream time 2026-01-01T00:00:00+00:00)"
+
+
+# --- progress bars --------------------------------------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bars_draw_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from disruptfeed.cli._common import progress
+
+    piped = io.StringIO()
+    monkeypatch.setattr("sys.stderr", piped)
+    with progress(10, "publishing", "events") as bar:
+        assert bar.disable
+        bar.update(10)
+    assert piped.getvalue() == ""
+
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    with progress(10, "publishing", "events") as bar:
+        assert not bar.disable
+        bar.update(10)
+    assert "publishing" in terminal.getvalue()
+    assert "/10 " in terminal.getvalue()  # drawn with its total
