@@ -11,7 +11,14 @@ only, keeps its level.
 
 from __future__ import annotations
 
-__all__ = ["BENIGN", "BenignNoise", "JsonFormatter", "configure_logging", "startup_finished"]
+__all__ = [
+    "BENIGN",
+    "BenignNoise",
+    "JsonFormatter",
+    "LogFormat",
+    "configure_logging",
+    "startup_finished",
+]
 
 import datetime as dt
 import json

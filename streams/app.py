@@ -33,25 +33,30 @@ __all__ = [
 ]
 
 import asyncio
-import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import faust
+from prometheus_client import CollectorRegistry
 
 from disruptfeed._http import application_options
+from disruptfeed._logging import LogFormat, configure_logging, startup_finished
 from disruptfeed._loop import use_uvloop
+from disruptfeed._metrics import Buckets, LagMonitor, new_registry
 from disruptfeed.auth import check_bind
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import ALERTS, DEAD_LETTER, cluster_id, event_types_by_topic
 from schemas import DLQ_VALUE_BYTES_HEADER
 from streams._alerts import alert_headers, alert_key, encode_alert
 from streams._credentials import broker_credentials
+from streams._dashboard import register_dashboard
 from streams._engine import AlertEngine
 from streams._faust import as_current as _as_current
+from streams._metrics import register_metrics_views, worker_collectors
 from streams._processor import Processor, Stats, dead_letter_headers
 from streams._rows import Row, RowIndex, compact, foreign_rows, read_rows
 from streams._seen import DAY_MS
@@ -76,6 +81,18 @@ class WorkerState:
     """Partition -> the day (of its slowest source's cut) its table rows were last compacted to."""
     agent: Any = None
     """The counting agent (for ``agent.test_context()`` in unit tests)."""
+    source_partitions: Callable[[], set[tuple[str, int]]] = set
+    """The source (topic, partition) pairs assigned to this worker now."""
+    lag: LagMonitor | None = None
+    """The group's lag on :attr:`source_partitions`, measured in the background (create_app)."""
+    latency: Buckets = field(default_factory=Buckets)
+    """Seconds from each record's timestamp to the end of the batch that handled it."""
+    recovery_started: float | None = None
+    """``time.monotonic()`` when the current recovery began (a rebalance); None when recovered."""
+    restore_seconds: float | None = None
+    """How long the last recovery took, rebalance to counts rebuilt."""
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    """The worker's own metrics registry (/metrics), never prometheus_client's global one."""
 
 
 def worker_state(app: faust.App) -> WorkerState:
@@ -112,6 +129,7 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
     # Faust makes its own directory but not the parents (a fresh DISRUPTFEED_DATA_DIR).
     datadir.mkdir(parents=True, exist_ok=True)
     topic_types = event_types_by_topic(settings)
+    tokens = settings.bearer_tokens()
     state = WorkerState(settings, Processor.for_settings(settings))
     app = faust.App(
         f"{settings.topic_prefix}-worker",
@@ -130,8 +148,9 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
         # Every request passes our token check and limits (disruptfeed._http), and none of
         # Faust's own views is served: /table and /router read tables and topology, /graph and
         # the statistics expose internals, and the project uses none of them. Faust's
-        # production index ("/", {"status": "OK"}) has no switch; it is behind the token too.
-        web_application_options=application_options(settings, settings.bearer_tokens()),
+        # production index ("/", {"status": "OK"}) has no switch: register_dashboard drops it
+        # and serves the dashboard there. Sessions: the dashboard's sign-in cookie.
+        web_application_options=application_options(settings, tokens, sessions=True),
         web_tables_enabled=False,
         web_router_enabled=False,
         web_stats_enabled=False,
@@ -194,12 +213,36 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
         for key in foreign_rows(list(events.data.keys()), active):
             del events.data[key]  # the local store only: no tombstone to the changelog
         restore_state(state, events.items, episodes.items())
+        if state.recovery_started is not None:
+            state.restore_seconds = time.monotonic() - state.recovery_started
+            state.recovery_started = None
         log.info("rebuilt counts from %d stored events", state.restored_events)
 
     @app.on_partitions_revoked.connect
     async def recovering(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # A rebalance: /health says 'recovering' until on_recover has rebuilt the state.
         state.recovered = False
+        state.recovery_started = time.monotonic()
+
+    @app.on_partitions_assigned.connect
+    async def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        if state.recovery_started is None:  # the first assignment: no revocation before it
+            state.recovery_started = time.monotonic()
+
+    def source_partitions() -> set[tuple[str, int]]:
+        actives = app.assignor.assigned_actives()
+        return {(tp.topic, tp.partition) for tp in actives if tp.topic in topic_types}
+
+    state.source_partitions = source_partitions
+    # Faust's consumer group is the app id; it reads without isolation (at_least_once).
+    state.lag = LagMonitor(
+        settings, app.conf.id, source_partitions, isolation_level="read_uncommitted"
+    )
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def measure_lag() -> None:
+        assert state.lag is not None
+        await state.lag.run()
 
     sinks = _Sinks(events, episodes, dead_letter, alerts)
 
@@ -210,7 +253,10 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
             await _count_batch(state, sinks, batch)
 
     state.agent = count_events
+    state.registry = new_registry(worker_collectors(state))
     register_views(app, state)
+    register_dashboard(app, settings, tokens)
+    register_metrics_views(app, state)
     return app
 
 
@@ -240,8 +286,8 @@ async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) 
     a read of the tables.
     """
     rows: dict[int, Row] = {}
-    stats = dataclasses.replace(state.processor.stats)
-    failed: set[int] = set()
+    stats = state.processor.stats.copy()
+    failed: dict[int, str] = {}  # index in the batch -> the reason its dead letter counts under
     for i, record in enumerate(batch):
         try:
             await _count_one(state, sinks, record, rows)
@@ -253,11 +299,12 @@ async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) 
                 reasons = dead_letter_headers(msg.topic, msg.partition, msg.offset, exc)
                 reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(msg.value or b"")).encode()))
                 await _send(sinks.dead_letter, key=msg.key, value=b"", headers=reasons)
-            failed.add(i)
+            failed[i] = "internal" if isinstance(exc, _HalfApplied) else "handling-failed"
             rows = await _replayed(state, sinks, [r for j, r in enumerate(batch[:i])
                                                   if j not in failed], stats)  # fmt: skip
             state.processor.stats.processed += len(failed)
-            state.processor.stats.dead_lettered += len(failed)
+            for reason in failed.values():
+                state.processor.stats.dead_letter(reason)
     for row in rows.values():
         with _as_current(row.first):
             msg = row.first.message
@@ -267,6 +314,17 @@ async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) 
         state.rows.note(key, ((e[6], e[3]) for e in row.events))
     for partition, row in rows.items():
         _compact_if_due(state, sinks, partition, row.first)
+    _observe_latency(state.latency, batch)
+
+
+def _observe_latency(latency: Buckets, batch: Sequence[Any]) -> None:
+    """One sample per record: its timestamp (publish time) to now, the batch handled."""
+    now = time.time()
+    observe = latency.observe
+    for record in batch:
+        stamp = record.message.timestamp
+        if stamp:
+            observe(max(0.0, now - stamp))
 
 
 def _compact_if_due(state: WorkerState, sinks: _Sinks, partition: int, record: Any) -> None:
@@ -309,7 +367,7 @@ async def _replayed(
 ) -> dict[int, Row]:
     """The state from the tables, then ``records`` counted again without sending anything."""
     restore_state(state, sinks.events.items, sinks.episodes.items())
-    state.processor.stats = dataclasses.replace(stats)
+    state.processor.stats = stats.copy()
     rows: dict[int, Row] = {}
     for record in records:
         await _count_one(state, sinks, record, rows, send=False)
@@ -426,13 +484,20 @@ def _headers(raw: Any) -> list[tuple[str, bytes]]:
     return [(str(k), bytes(v) if v is not None else b"") for k, v in items]
 
 
-def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+def run_worker(
+    settings: Settings, loglevel: str = "warning", log_format: LogFormat = "text"
+) -> None:
     """Run a worker in this process until SIGTERM or Ctrl-C, then shut down cleanly.
+
+    Logs go to stderr at ``loglevel``, as text or JSON lines (``log_format``), with the known
+    benign start-up messages of aiokafka and Faust downgraded to DEBUG until the worker has
+    started (:mod:`disruptfeed._logging`); Faust does not replace that logging set-up.
 
     Raises:
         ConfigurationError: a non-loopback DISRUPTFEED_WORKER_HOST without
             DISRUPTFEED_API_TOKEN (:func:`disruptfeed.auth.check_bind`), before anything starts.
     """
+    configure_logging(loglevel, log_format)
     check_bind(settings.worker_host, settings, "DISRUPTFEED_WORKER_HOST")
     cluster = asyncio.run(cluster_id(settings))
     if settings.worker_store.startswith("rocksdb"):
@@ -441,8 +506,16 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     use_uvloop()
     app = create_app(settings, cluster)
     log.info("worker state in %s", state_dir(settings, cluster))
-    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
+    worker = _Worker(app, loglevel=loglevel, redirect_stdouts=False, override_logging=False)
     # Faust's terminal spinner turns the root logger to DEBUG so that it spins on every record:
     # building a debug record per sent message cost ~8% of the worker's time (py-spy).
     worker.spinner = None
     worker.execute_from_commandline()
+
+
+class _Worker(faust.Worker):
+    """Faust's worker, telling the start-up log filter when the start is over."""
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        startup_finished()

@@ -22,6 +22,7 @@ import click
 
 from disruptfeed.cli._common import (
     EXIT_BROKER,
+    LOG_FORMAT_KEY,
     bootstrap_option,
     dispatcher_url_option,
     emit,
@@ -63,8 +64,9 @@ def worker(ctx: click.Context, loglevel: str) -> None:
     from disruptfeed.errors import DisruptFeedError
     from streams.app import run_worker
 
+    as_json = ctx.meta.get(LOG_FORMAT_KEY) == "json"
     try:
-        run_worker(settings_from(ctx), loglevel=loglevel)
+        run_worker(settings_from(ctx), loglevel=loglevel, log_format="json" if as_json else "text")
     except DisruptFeedError as exc:
         fail(str(exc))
 
