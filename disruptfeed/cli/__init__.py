@@ -11,6 +11,7 @@ from disruptfeed.bench._command import bench
 from disruptfeed.cli._admin import broker, schemas_group, topics
 from disruptfeed.cli._audit import audit, replay
 from disruptfeed.cli._common import LOG_FORMAT_KEY
+from disruptfeed.cli._completion import completion
 from disruptfeed.cli._demo import demo
 from disruptfeed.cli._events import publish, sample, tail
 from disruptfeed.cli._streams import alerts, counts, worker
@@ -47,6 +48,6 @@ def main(ctx: click.Context, verbose: int, log_format: str) -> None:
 
 for command in (
     broker, topics, schemas_group, publish, tail, sample, demo, worker, counts, alerts,
-    dispatcher, subscriptions, replay, audit, bench,
+    dispatcher, subscriptions, replay, audit, bench, completion,
 ):  # fmt: skip
     main.add_command(command)
