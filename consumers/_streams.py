@@ -18,11 +18,15 @@ A client that falls more than ``DISRUPTFEED_SSE_BUFFER`` messages behind is sent
 At most ``DISRUPTFEED_HTTP_MAX_STREAMS_PER_TOKEN`` streams are open at once per API token (each
 holds a Kafka consumer); one more is answered 429 before anything is started for it. A filter
 lists at most ``DISRUPTFEED_HTTP_MAX_FILTER_VALUES`` values per parameter (400).
+
+The worker serves the same alerts stream at ``/alerts/stream``, for its dashboard
+(:func:`add_alert_stream_route`). When a server shuts down, its open streams end within a
+second (``on_shutdown``) instead of holding the shutdown for aiohttp's timeout.
 """
 
 from __future__ import annotations
 
-__all__ = ["add_stream_routes", "decode_position", "encode_position"]
+__all__ = ["add_alert_stream_route", "add_stream_routes", "decode_position", "encode_position"]
 
 import asyncio
 import contextlib
@@ -53,6 +57,8 @@ Position = dict[tuple[int, int], int]
 _SETTINGS: Final = web.AppKey("stream-settings", Settings)
 _OPEN: Final = web.AppKey("open-streams", Counter[int | None])
 """Live streams open now, per matched token index (None: an app without the guard, in tests)."""
+_CLOSING: Final = web.AppKey("streams-closing", asyncio.Event)
+"""Set when the server shuts down: every open stream ends."""
 _WRITE_TIMEOUT: Final = 10.0
 """A client whose socket takes no bytes for this long is dropped (its buffer is full)."""
 _LIVENESS_S: Final = 1.0
@@ -330,7 +336,7 @@ async def _write_loop(
         # Woken at least once a second: a client that hung up is noticed then, not at the next
         # heartbeat (aiohttp does not cancel a handler whose client went away).
         transport = request.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or request.app[_CLOSING].is_set():
             return False
         try:
             frame = await asyncio.wait_for(queue.get(), min(heartbeat, _LIVENESS_S))
@@ -376,9 +382,27 @@ async def _events(request: web.Request) -> web.StreamResponse:
     return await _stream(request, "events")
 
 
-def add_stream_routes(app: web.Application, settings: Settings) -> None:
-    """Serve ``GET /stream/alerts`` and ``GET /stream/events`` (no auth: the app adds it)."""
+def _install(app: web.Application, settings: Settings) -> None:
+    if _SETTINGS in app:
+        return
     app[_SETTINGS] = settings
     app[_OPEN] = Counter()
+    closing = app[_CLOSING] = asyncio.Event()
+
+    async def close_streams(_: web.Application) -> None:
+        closing.set()
+
+    app.on_shutdown.append(close_streams)
+
+
+def add_stream_routes(app: web.Application, settings: Settings) -> None:
+    """Serve ``GET /stream/alerts`` and ``GET /stream/events`` (no auth: the app adds it)."""
+    _install(app, settings)
     app.router.add_get("/stream/alerts", _alerts)
     app.router.add_get("/stream/events", _events)
+
+
+def add_alert_stream_route(app: web.Application, settings: Settings, path: str) -> None:
+    """Serve the alerts stream (``/stream/alerts`` above) at ``path`` too: the worker's."""
+    _install(app, settings)
+    app.router.add_get(path, _alerts)

@@ -5,7 +5,11 @@ install :func:`guard` first, so every route either server has, now or later, and
 does not have, goes through it:
 
 1. the bearer token (:mod:`disruptfeed.auth`), except on :data:`~disruptfeed.auth.OPEN_PATHS`:
-   401 with a JSON reason, before anything else is looked at;
+   401 with a JSON reason, before anything else is looked at. A server built with
+   ``sessions=True`` (the worker, for its dashboard: :mod:`streams._dashboard`) also serves
+   :data:`~disruptfeed.auth.SESSION_PATHS` without a token, takes a valid session cookie in
+   place of the header on GET and HEAD only (no request that changes anything accepts it), and
+   sends a browser that asks for ``/`` without either to ``/login`` (303) instead of the 401;
 2. the query string's length (``DISRUPTFEED_HTTP_MAX_QUERY_BYTES``): 414;
 3. the body's declared length (``DISRUPTFEED_HTTP_MAX_BODY_BYTES``): 413 before a byte of it is
    read; a body without a length that grows past the limit while a handler reads it is stopped
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 __all__ = ["TOKEN_INDEX", "application_options", "guard", "json_error"]
 
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any, Final
@@ -27,7 +32,14 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from disruptfeed.auth import OPEN_PATHS, matching_token, unauthorized_body
+from disruptfeed.auth import (
+    OPEN_PATHS,
+    SESSION_COOKIE,
+    SESSION_PATHS,
+    matching_session,
+    matching_token,
+    unauthorized_body,
+)
 from disruptfeed.settings import Settings
 
 TOKEN_INDEX: Final = web.RequestKey("matched-token-index", int)
@@ -52,18 +64,25 @@ def json_error(
     )
 
 
-def guard(settings: Settings, tokens: tuple[str, ...]) -> Middleware:
+def guard(settings: Settings, tokens: tuple[str, ...], *, sessions: bool = False) -> Middleware:
     """The middleware: token, then request limits, then JSON for HTTP errors (module docstring)."""
     max_query = settings.http_max_query_bytes
     max_body = settings.http_max_body_bytes
+    open_paths = (OPEN_PATHS | SESSION_PATHS) if sessions else OPEN_PATHS
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS:
-            index = matching_token(request.headers.get("Authorization"), tokens)
+    def credential(request: web.Request) -> int | None:
+        index = matching_token(request.headers.get("Authorization"), tokens)
+        if index is None and sessions and request.method in {"GET", "HEAD"}:
+            cookie = request.cookies.get(SESSION_COOKIE)
+            index = matching_session(cookie, tokens, time.time())
+        return index
+
+    def stopped(request: web.Request) -> web.Response | None:
+        """The answer when the request goes no further than the guard: steps 1-3."""
+        if request.path not in open_paths:
+            index = credential(request)
             if index is None:
-                refusal = unauthorized_body()
-                return json_error(401, refusal["error"], detail=refusal["detail"])
+                return _refusal(request, sessions=sessions)
             request[TOKEN_INDEX] = index
         query = request.raw_path.partition("?")[2]
         if len(query) > max_query:
@@ -76,6 +95,13 @@ def guard(settings: Settings, tokens: tuple[str, ...]) -> Middleware:
         declared = request.content_length
         if declared is not None and declared > max_body:
             return _too_large(max_body, declared)
+        return None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        refused = stopped(request)
+        if refused is not None:
+            return refused
         try:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
@@ -91,6 +117,15 @@ def guard(settings: Settings, tokens: tuple[str, ...]) -> Middleware:
     return middleware
 
 
+def _refusal(request: web.Request, *, sessions: bool) -> web.Response:
+    """401 with a JSON reason; a browser asking for the dashboard is sent to sign in instead."""
+    browser = request.method in {"GET", "HEAD"} and "text/html" in request.headers.get("Accept", "")
+    if sessions and request.path == "/" and browser:
+        return web.Response(status=303, headers={"Location": "/login"})
+    refusal = unauthorized_body()
+    return json_error(401, refusal["error"], detail=refusal["detail"])
+
+
 def _too_large(limit: int, declared: int | None) -> web.Response:
     size = f"{declared} bytes" if declared is not None else "larger than that"
     response = json_error(
@@ -103,9 +138,11 @@ def _too_large(limit: int, declared: int | None) -> web.Response:
     return response
 
 
-def application_options(settings: Settings, tokens: tuple[str, ...]) -> dict[str, Any]:
+def application_options(
+    settings: Settings, tokens: tuple[str, ...], *, sessions: bool = False
+) -> dict[str, Any]:
     """Keyword arguments for ``aiohttp.web.Application``: the guard and the body limit."""
     return {
-        "middlewares": [guard(settings, tokens)],
+        "middlewares": [guard(settings, tokens, sessions=sessions)],
         "client_max_size": settings.http_max_body_bytes,
     }

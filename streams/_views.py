@@ -9,6 +9,9 @@
 ``/counts`` and ``/alerts`` answer for every region, whichever worker is asked: the other
 workers' parts are gathered (:mod:`streams._peers`; header ``X-Disruptfeed-Workers``), or
 ``?scope=local`` for this worker's partitions only.
+``GET /`` (the dashboard) and ``GET /alerts/stream`` (alert transitions, SSE) are
+:mod:`streams._dashboard`'s; a browser there sends the dashboard's session cookie, which the
+guard takes in place of the bearer header on GET and HEAD.
 Each series' windows end at its own partition's stream time (the latest event time seen there),
 the "now" the alert rules read it at; ``stream_time`` is the latest of those.
 Every route but ``/health`` needs ``Authorization: Bearer <token>``: the worker's aiohttp
@@ -27,6 +30,7 @@ from urllib.parse import quote
 
 import orjson
 
+from disruptfeed._http import TOKEN_INDEX
 from streams._peers import gather
 
 if TYPE_CHECKING:
@@ -46,14 +50,27 @@ WORKERS_HEADER = "X-Disruptfeed-Workers"
 """The workers whose parts an answer holds, this one first."""
 
 
-async def _everywhere(web: Any, req: Any, app: Any, path: str, local: Any) -> tuple[Any, Any]:
+def _peer_authorization(req: Any, state: WorkerState) -> str | None:
+    """What to send the peers: the caller's header, or the token its session cookie proved."""
+    header: str | None = req.headers.get("Authorization")
+    index = req.get(TOKEN_INDEX)
+    if header is None and index is not None:
+        tokens = state.settings.bearer_tokens(create=False)
+        if index < len(tokens):
+            return f"Bearer {tokens[index]}"
+    return header
+
+
+async def _everywhere(
+    web: Any, req: Any, app: Any, state: WorkerState, path: str, local: Any
+) -> tuple[Any, Any]:
     """(parts, None) from every worker, or (None, an error response naming who did not answer)."""
     if req.query.get("scope") == "local":
         return [local], None
     # The first of a repeated parameter, as this worker read it (req.query.get): the peers must
     # answer the same question.
     query = {k: req.query[k] for k in req.query if k != "scope"}
-    got = await gather(app, path, query, req.headers.get("Authorization"), local)
+    got = await gather(app, path, query, _peer_authorization(req, state), local)
     if got.missing:
         who = "; ".join(f"{url}: {why}" for url, why in sorted(got.missing.items()))
         message = (
@@ -92,7 +109,7 @@ async def _counts(web: Any, req: Any, app: Any, state: WorkerState, region: str 
     if not isinstance(local, dict):
         return local  # an error response
     path = "/counts" if region is None else f"/counts/{quote(region, safe='')}"
-    parts, headers = await _everywhere(web, req, app, path, local)
+    parts, headers = await _everywhere(web, req, app, state, path, local)
     if parts is None:
         return headers
     merged: dict[str, Any] = {}
@@ -127,7 +144,7 @@ def register_views(app: Any, state: WorkerState) -> None:
     async def alerts(web: Any, req: Any) -> Any:
         active = [a.model_dump(mode="json") for a in state.processor.engine.active()]
         local = {"stream_time": _stream_time(state), "alerts": active}
-        parts, headers = await _everywhere(web, req, app, "/alerts", local)
+        parts, headers = await _everywhere(web, req, app, state, "/alerts", local)
         if parts is None:
             return headers
         times = [p["stream_time"] for p in parts if p["stream_time"]]

@@ -29,14 +29,24 @@ pytestmark = pytest.mark.unit
 TOKENS = "old-worker-token,new-worker-token"
 
 WORKER_ROUTES = {
-    ("GET", "/"),  # Faust's production index ({"status": "OK"}): no switch, behind the token
+    ("GET", "/"),  # the dashboard (streams._dashboard), in place of Faust's production index
     ("GET", "/alerts"),
     ("GET", "/counts"),
     ("GET", "/counts/{region}"),
     ("GET", "/health"),
+    ("GET", "/static/dashboard.css"),
+    ("GET", "/static/dashboard.js"),
     ("GET", "/stats"),
 }
-"""Every (method, path) the worker's web server answers; HEAD comes with each GET."""
+"""Every (method, path) the worker's web server answers 200 to with the token; HEAD comes with each
+GET. The dashboard's other routes, in DASHBOARD_ROUTES, are served too."""
+
+DASHBOARD_ROUTES = {
+    ("GET", "/alerts/stream"),  # SSE, behind the token (tests/integration/test_dashboard.py)
+    ("GET", "/login"),  # open: the sign-in form
+    ("POST", "/login"),  # open: a token in, a session cookie out
+    ("POST", "/logout"),  # open: clears the cookie
+}
 
 FAUST_DEFAULT_PATHS = [
     "/router/",
@@ -100,7 +110,8 @@ async def test_the_worker_serves_exactly_the_expected_routes_all_behind_the_toke
 ) -> None:
     web_app, client = worker_http
     served = _served(web_app)
-    assert served == WORKER_ROUTES | {("HEAD", p) for _, p in WORKER_ROUTES}
+    routes = WORKER_ROUTES | DASHBOARD_ROUTES
+    assert served == routes | {("HEAD", p) for m, p in routes if m == "GET"}
     for method, path in sorted(served):
         for headers in (
             {},
@@ -110,6 +121,10 @@ async def test_the_worker_serves_exactly_the_expected_routes_all_behind_the_toke
             response = await client.request(method, _concrete(path), headers=headers)
             if path == "/health":
                 assert response.status == 200, (method, path)
+                continue
+            if path in {"/login", "/logout"}:  # open: the form, an empty sign-in, signing out
+                expected = 400 if (method, path) == ("POST", "/login") else 200  # 303 to /login
+                assert response.status == expected, (method, path)
                 continue
             assert response.status == 401, (method, path, headers)
             if method == "GET":
