@@ -1,7 +1,8 @@
 """The dispatcher's HTTP API: subscriptions, live streams, health. JSON in and out.
 
-Every route but ``/health`` needs ``Authorization: Bearer <token>``, and every request is held to
-the HTTP limits (body, query string): :mod:`disruptfeed._http`, in front of every path.
+Every route but ``/health`` and ``/ready`` needs ``Authorization: Bearer <token>``, and every
+request is held to the HTTP limits (body, query string): :mod:`disruptfeed._http`, in front of
+every path.
 
 - ``GET /subscriptions``, ``POST /subscriptions`` (``{"url", "kind", "regions", "rules",
   "states", "min_severity", "description", "from_beginning"}``; the answer carries the signing
@@ -9,7 +10,10 @@ the HTTP limits (body, query string): :mod:`disruptfeed._http`, in front of ever
 - ``GET|DELETE /subscriptions/{id}``; ``POST /subscriptions/{id}/pause|resume|rotate-secret``
 - ``GET /subscriptions/{id}/deliveries?limit=N``: the last delivery attempts
 - ``GET /stream/alerts``, ``GET /stream/events``: Server-Sent Events (:mod:`consumers._streams`)
-- ``GET /health``: open, for probes
+- ``GET /health``: liveness, open, for probes: 200 whenever the process answers
+- ``GET /ready``: readiness, open: 503 with a JSON reason until it is consuming with its lag
+  under ``DISRUPTFEED_READY_MAX_LAG`` (:mod:`consumers._metrics`)
+- ``GET /metrics``: Prometheus text format (behind the token like the rest)
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ from typing import Annotated, Any, Final
 
 import orjson
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from consumers._dispatcher import Dispatcher
+from consumers._metrics import dispatcher_collectors, readiness
 from consumers._registry import SubscriptionAdmin
 from consumers._streams import add_stream_routes
 from disruptfeed._http import application_options
+from disruptfeed._metrics import metrics_body, new_registry
 from disruptfeed.auth import check_bind
 from disruptfeed.errors import ConfigurationError, EndpointRefusedError, NotFoundError
 from disruptfeed.settings import Settings
@@ -41,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _DISPATCHER: Final = web.AppKey("dispatcher", Dispatcher)
 _SETTINGS: Final = web.AppKey("api-settings", Settings)
+_REGISTRY: Final = web.AppKey("metrics-registry", CollectorRegistry)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -116,9 +124,19 @@ def _view(record: SubscriptionRecord, secret: str | None = None) -> dict[str, An
 
 
 async def _health(request: web.Request) -> web.Response:
-    dispatcher = request.app[_DISPATCHER]
-    health = dispatcher.health()
-    return _json(health, 200 if dispatcher.ready.is_set() else 503)
+    # Liveness: answering proves the process and its event loop are up; the body says whether
+    # it has started. Readiness (consuming, lag under the bound) is /ready's.
+    return _json(request.app[_DISPATCHER].health())
+
+
+async def _ready(request: web.Request) -> web.Response:
+    ok, answer = readiness(request.app[_DISPATCHER])
+    return _json(answer, 200 if ok else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = metrics_body(request.app[_REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def _list(request: web.Request) -> web.Response:
@@ -189,7 +207,10 @@ def build_app(settings: Settings, dispatcher: Dispatcher) -> web.Application:
     app = web.Application(**options)
     app[_DISPATCHER] = dispatcher
     app[_SETTINGS] = settings
+    app[_REGISTRY] = new_registry(dispatcher_collectors(dispatcher))
     app.router.add_get("/health", _health)
+    app.router.add_get("/ready", _ready)
+    app.router.add_get("/metrics", _metrics)
     app.router.add_get("/subscriptions", _list)
     app.router.add_post("/subscriptions", _create)
     app.router.add_get("/subscriptions/{id}", _show)

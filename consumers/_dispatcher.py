@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from consumers._dispatch_state import Cursor, DispatchState, PendingDelivery, encode, firing_key
 from consumers._kafka import partitions_of, read_to_end, start_consumer, start_producer
+from consumers._metrics import DeliveryMetrics
 from consumers._registry import SubscriptionAdmin, SubscriptionRegistry
 from consumers._webhooks import (
     AttemptResult,
@@ -43,6 +44,7 @@ from consumers._webhooks import (
     webhook_body,
     webhook_id,
 )
+from disruptfeed._metrics import LagMonitor
 from disruptfeed.settings import Settings
 from disruptfeed.topics import (
     ALERTS,
@@ -108,6 +110,7 @@ class Dispatcher:
         self.settings = settings
         self.group_id = group_id or f"{settings.topic_prefix}-dispatcher"
         self.stats = DispatchStats()
+        self.metrics = DeliveryMetrics()
         self.state = DispatchState()
         self.registry = SubscriptionRegistry(settings, on_change=self._on_change)
         self.admin: SubscriptionAdmin | None = None
@@ -118,6 +121,8 @@ class Dispatcher:
         self._consumer: Any = None
         self._alerts_topic = settings.topic(ALERTS)
         self._next: dict[int, int] = {}
+        self.lag = LagMonitor(settings, self.group_id, self.partitions)
+        """The group's lag on the alerts topic, measured while :meth:`run` runs (/ready)."""
         self._heap: list[tuple[int, str]] = []
         self._wake = asyncio.Event()
         self._unacked: set[asyncio.Future[Any]] = set()
@@ -189,6 +194,7 @@ class Dispatcher:
         self._tasks = [
             asyncio.create_task(self._scheduler(), name="dispatch-scheduler"),
             asyncio.create_task(self._alertmanager_refresh(), name="alertmanager-refresh"),
+            asyncio.create_task(self.lag.run(), name="lag-monitor"),
         ]
         self.ready.set()
         try:
@@ -462,6 +468,7 @@ class Dispatcher:
             seconds=self.settings.webhook_timeout,
             allow_private=self.settings.webhook_allow_private,
         )
+        self.metrics.latency.observe(result.latency_ms / 1000)
         attempt = item.attempts + 1
         if result.ok:
             await self._settle(item, "delivered", result, None, body=body)
@@ -486,6 +493,7 @@ class Dispatcher:
         )
         self.state.pending[item.key] = retry
         await self._persist({item.key: encode(retry)})
+        self.metrics.count("retrying")
         await self._log(retry, "retrying", result, attempt, next_ms=due)
         self._push(due, item.key)
 
@@ -538,6 +546,7 @@ class Dispatcher:
             self._track(await self._producer.send(topic, key=key.encode(), value=value))
         self.state.pending.pop(item.key, None)
         self.stats.pending = len(self.state.pending)
+        self.metrics.count(outcome)
         attempts = item.attempts + (1 if result is not None else 0)
         error = reason if outcome != "delivered" else None
         await self._log(item, outcome, result, max(attempts, 1), error=error)
@@ -639,6 +648,10 @@ class Dispatcher:
         )
         if not result.ok:
             log.warning("re-posting %d alerts to %s failed: %s", len(alerts), sub.id, result.error)
+
+    def partitions(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs the dispatcher consumes and commits (the alerts topic)."""
+        return [(self._alerts_topic, p) for p in sorted(self._next)]
 
     def health(self) -> dict[str, Any]:
         """What /health reports."""

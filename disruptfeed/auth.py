@@ -35,8 +35,9 @@ from disruptfeed.errors import ConfigurationError
 if TYPE_CHECKING:
     from disruptfeed.settings import Settings
 
-OPEN_PATHS: Final = frozenset({"/health"})
-"""Paths served without a token: liveness probes carry no credentials."""
+OPEN_PATHS: Final = frozenset({"/health", "/ready"})
+"""Paths served without a token: liveness and readiness probes carry no credentials (and the
+answers say only whether a server is up and ready, and why not)."""
 
 SESSION_PATHS: Final = frozenset({"/login", "/logout"})
 """Also served without a token by a server that offers browser sessions (the worker): the

@@ -7,12 +7,21 @@ lateness from the source partition's watermark; count; evaluate alert rules.
 
 from __future__ import annotations
 
-__all__ = ["DeadLetter", "Outcome", "Processor", "Stats", "dead_letter_headers"]
+__all__ = [
+    "DEAD_LETTER_REASONS",
+    "DeadLetter",
+    "Outcome",
+    "Processor",
+    "Stats",
+    "dead_letter_headers",
+    "dead_letter_reason",
+]
 
 import collections
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Final
 from uuid import UUID
 
 from disruptfeed.errors import (
@@ -61,6 +70,25 @@ dead-lettered, and not copied into the dead letter."""
 log = logging.getLogger(__name__)
 
 
+DEAD_LETTER_REASONS: Final = (
+    (BeyondDedupeHorizonError, "beyond-dedupe-horizon"),
+    (FutureEventTimeError, "future-event-time"),
+    (DecodeError, "decode"),
+    (SchemaValidationError, "schema"),
+    (InvalidEventError, "invalid"),
+)
+"""Error type -> the short reason code dead letters are counted by (``internal`` otherwise: a
+bug of the worker's, not bad input). A fixed set, so the metric's cardinality stays bounded."""
+
+
+def dead_letter_reason(error: BaseException) -> str:
+    """The reason code a dead letter for ``error`` is counted under (see DEAD_LETTER_REASONS)."""
+    for kind, code in DEAD_LETTER_REASONS:
+        if isinstance(error, kind):
+            return code
+    return "internal"
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record to copy to the dead-letter topic, unchanged but for the reason headers."""
@@ -99,9 +127,16 @@ class Outcome:
     applied to the counts or episodes (bad input is refused before it changes anything)."""
 
 
+_TOTALS: Final = ("processed", "counted", "duplicates", "dead_lettered", "late", "alerts_sent")
+
+
 @dataclass(slots=True)
 class Stats:
-    """Running totals since the worker started (not persisted)."""
+    """Running totals since the worker started (not persisted).
+
+    Plain ints, read by the worker's metrics collector at scrape time (streams._metrics): one
+    dict increment per counted event is all the per-event cost metrics add.
+    """
 
     processed: int = 0
     counted: int = 0
@@ -109,6 +144,32 @@ class Stats:
     dead_lettered: int = 0
     late: int = 0
     alerts_sent: int = 0
+    counted_by_type: dict[str, int] = field(default_factory=dict)
+    late_by_type: dict[str, int] = field(default_factory=dict)
+    dead_lettered_by_reason: dict[str, int] = field(default_factory=dict)
+    """Reason code (:func:`dead_letter_reason`) -> dead letters."""
+    alerts_by_rule: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(rule, status) -> alert messages sent."""
+
+    def totals(self) -> dict[str, int]:
+        """The overall totals (what /health and /stats show)."""
+        return {name: getattr(self, name) for name in _TOTALS}
+
+    def copy(self) -> Stats:
+        """An independent copy (the dicts too)."""
+        return Stats(
+            **self.totals(),
+            counted_by_type=dict(self.counted_by_type),
+            late_by_type=dict(self.late_by_type),
+            dead_lettered_by_reason=dict(self.dead_lettered_by_reason),
+            alerts_by_rule=dict(self.alerts_by_rule),
+        )
+
+    def dead_letter(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` dead letters for ``reason``."""
+        self.dead_lettered += n
+        by_reason = self.dead_lettered_by_reason
+        by_reason[reason] = by_reason.get(reason, 0) + n
 
 
 class Processor:
@@ -224,7 +285,7 @@ class Processor:
         except Exception as exc:
             log.exception("internal error on %s[%d]@%d; dead-lettered", topic, partition, offset)
             error, internal = exc, True
-        self.stats.dead_lettered += 1
+        self.stats.dead_letter(dead_letter_reason(error) if not internal else "internal")
         reasons = dead_letter_headers(topic, partition, offset, error)
         if key is not None and len(key) > MAX_KEY_BYTES:
             key = None
@@ -271,8 +332,13 @@ class Processor:
             self.seen.add(event_int, source, occurred_ms)
             if horizon is not None:
                 self.seen.evict_before(source, (self.store.watermark(source) or 0) - horizon)
-        self.stats.counted += 1
-        self.stats.late += late
+        stats = self.stats
+        stats.counted += 1
+        by_type = stats.counted_by_type
+        by_type[event.type] = by_type.get(event.type, 0) + 1
+        if late:
+            stats.late += 1
+            stats.late_by_type[event.type] = stats.late_by_type.get(event.type, 0) + 1
         recent = self._recent[(event.region, event.type)]
         recent.append(event.event_id)
         now = self.store.watermark(source) or occurred_ms
@@ -289,5 +355,10 @@ class Processor:
                     event_type == event.type and self._partition_of.get(region) == partition
                 ),
             )
-        self.stats.alerts_sent += len(alerts)
+        if alerts:
+            stats.alerts_sent += len(alerts)
+            by_rule = stats.alerts_by_rule
+            for alert in alerts:
+                key = (alert.rule, alert.status)
+                by_rule[key] = by_rule.get(key, 0) + 1
         return Outcome(event=event, counted=counted, alerts=alerts)

@@ -5,7 +5,8 @@
   both take ``?at=<ISO 8601 time>`` for windows ending then (``total``: all counted so far)
 - ``GET /stats`` -> counts plus late events and account sums, and worker totals
 - ``GET /alerts`` -> the alerts firing now
-- ``GET /health`` -> ``{"status": "ok" | "recovering", ...}``
+- ``GET /health`` -> liveness: 200 whenever the process and its event loop answer, with
+  ``{"status": "ok" | "recovering", ...}`` (``/ready`` is the readiness probe: streams._metrics)
 ``/counts`` and ``/alerts`` answer for every region, whichever worker is asked: the other
 workers' parts are gathered (:mod:`streams._peers`; header ``X-Disruptfeed-Workers``), or
 ``?scope=local`` for this worker's partitions only.
@@ -14,8 +15,8 @@ workers' parts are gathered (:mod:`streams._peers`; header ``X-Disruptfeed-Worke
 guard takes in place of the bearer header on GET and HEAD.
 Each series' windows end at its own partition's stream time (the latest event time seen there),
 the "now" the alert rules read it at; ``stream_time`` is the latest of those.
-Every route but ``/health`` needs ``Authorization: Bearer <token>``: the worker's aiohttp
-application checks it, and the request limits, for every path before any view runs
+Every route but ``/health`` and ``/ready`` needs ``Authorization: Bearer <token>``: the worker's
+aiohttp application checks it, and the request limits, for every path before any view runs
 (:mod:`disruptfeed._http`, installed by :func:`streams.app.create_app`).
 """
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 __all__ = ["register_views"]
 
-import dataclasses
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -135,7 +135,7 @@ def register_views(app: Any, state: WorkerState) -> None:
             web,
             {
                 "stream_time": _stream_time(state),
-                "worker": dataclasses.asdict(state.processor.stats),
+                "worker": state.processor.stats.totals(),
                 "counts": state.processor.store.detail(),
             },
         )
@@ -155,6 +155,9 @@ def register_views(app: Any, state: WorkerState) -> None:
 
     @app.page("/health")  # type: ignore[untyped-decorator]
     async def health(web: Any, req: Any) -> Any:
+        # Liveness: answering at all proves the process and its event loop are up, so always
+        # 200 (a probe must not restart a worker for restoring its tables); the body says whether
+        # the state is recovered. Readiness, lag included, is /ready's (streams._metrics).
         status = "ok" if state.recovered else "recovering"
         return _json(
             web,
@@ -162,7 +165,6 @@ def register_views(app: Any, state: WorkerState) -> None:
                 "status": status,
                 "stream_time": _stream_time(state),
                 "restored_events": state.restored_events,
-                **dataclasses.asdict(state.processor.stats),
+                **state.processor.stats.totals(),
             },
-            status=200 if state.recovered else 503,
         )

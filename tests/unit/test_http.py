@@ -34,6 +34,8 @@ WORKER_ROUTES = {
     ("GET", "/counts"),
     ("GET", "/counts/{region}"),
     ("GET", "/health"),
+    ("GET", "/metrics"),
+    ("GET", "/ready"),
     ("GET", "/static/dashboard.css"),
     ("GET", "/static/dashboard.js"),
     ("GET", "/stats"),
@@ -126,13 +128,18 @@ async def test_the_worker_serves_exactly_the_expected_routes_all_behind_the_toke
                 expected = 400 if (method, path) == ("POST", "/login") else 200  # 303 to /login
                 assert response.status == expected, (method, path)
                 continue
+            if path == "/ready":  # open too; this app was never assigned partitions
+                assert response.status == 503, (method, path)
+                if method == "GET":
+                    assert "no source partitions" in (await response.json())["reason"]
+                continue
             assert response.status == 401, (method, path, headers)
             if method == "GET":
                 body = await response.json()
                 assert body["error"] == "unauthorized"
                 assert "worker-token" not in await response.text()
     for token in TOKENS.split(","):  # either token of a rotation
-        for _, path in sorted(WORKER_ROUTES):
+        for _, path in sorted(WORKER_ROUTES - {("GET", "/ready")}):
             got = await client.get(_concrete(path), headers={"Authorization": f"Bearer {token}"})
             assert got.status == 200, (path, await got.text())
 
