@@ -14,6 +14,7 @@ from disruptfeed.cli._common import LOG_FORMAT_KEY
 from disruptfeed.cli._completion import completion
 from disruptfeed.cli._demo import demo
 from disruptfeed.cli._events import publish, sample, tail
+from disruptfeed.cli._rules import rules_group
 from disruptfeed.cli._streams import alerts, counts, worker
 from disruptfeed.cli._subscriptions import dispatcher, subscriptions
 
@@ -48,6 +49,6 @@ def main(ctx: click.Context, verbose: int, log_format: str) -> None:
 
 for command in (
     broker, topics, schemas_group, publish, tail, sample, demo, worker, counts, alerts,
-    dispatcher, subscriptions, replay, audit, bench, completion,
+    dispatcher, subscriptions, replay, audit, bench, completion, rules_group,
 ):  # fmt: skip
     main.add_command(command)
