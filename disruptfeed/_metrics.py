@@ -296,9 +296,9 @@ def new_registry(collectors: Iterable[Collector]) -> CollectorRegistry:
 
 def exported_names(collectors: Iterable[Collector]) -> set[str]:
     """Every sample name ``collectors`` can expose (``_total``, ``_bucket``, ... included)."""
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_count", "_sum", "_created"),
+    suffixes = {  # our families carry no _created samples
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_count", "_sum"),
         "gauge": ("",),
     }
     names: set[str] = set()
