@@ -13,6 +13,7 @@ from disruptfeed.cli._audit import audit, replay
 from disruptfeed.cli._common import LOG_FORMAT_KEY
 from disruptfeed.cli._completion import completion
 from disruptfeed.cli._demo import demo
+from disruptfeed.cli._dlq import dlq_group
 from disruptfeed.cli._events import publish, sample, tail
 from disruptfeed.cli._rules import rules_group
 from disruptfeed.cli._streams import alerts, counts, worker
@@ -49,6 +50,6 @@ def main(ctx: click.Context, verbose: int, log_format: str) -> None:
 
 for command in (
     broker, topics, schemas_group, publish, tail, sample, demo, worker, counts, alerts,
-    dispatcher, subscriptions, replay, audit, bench, completion, rules_group,
+    dispatcher, subscriptions, replay, audit, bench, completion, dlq_group, rules_group,
 ):  # fmt: skip
     main.add_command(command)

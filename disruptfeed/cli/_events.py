@@ -22,7 +22,7 @@ from disruptfeed.cli._common import (
     settings_from,
 )
 from disruptfeed.sample import DEFAULT_SEED, SampleSpec, build_sample
-from disruptfeed.topics import EVENT_TOPICS
+from disruptfeed.topics import DEAD_LETTER, EVENT_TOPICS
 from schemas import AccountDisrupted, Event, NetworkIdentified, ReportReleased, codec
 
 
@@ -104,8 +104,22 @@ def _parse_start(value: str) -> str | dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
+class _EventTopic(click.Choice[str]):
+    """An event topic's short name; the dead-letter topic is refused with where to look instead."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if str(value) == DEAD_LETTER or str(value).endswith(f".{DEAD_LETTER}"):
+            self.fail(
+                "the dead-letter topic holds refused records, not events: show them, with "
+                "their reasons and source positions, with 'disruptfeed dlq tail'",
+                param,
+                ctx,
+            )
+        return super().convert(value, param, ctx)
+
+
 @click.command()
-@click.argument("topics", nargs=-1, type=click.Choice(EVENT_TOPICS))
+@click.argument("topics", nargs=-1, type=_EventTopic(EVENT_TOPICS))
 @click.option(
     "--from",
     "start",
