@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import sys
+import time
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -112,10 +113,20 @@ class BenignNoise(logging.Filter):
         super().__init__()
         self.benign = benign
         self.starting = True
+        self.deadline: float | None = None
 
     def started(self) -> None:
         """The process has started: start-up-only messages are no longer downgraded."""
         self.starting = False
+
+    def start_up_lasts(self, seconds: float | None) -> None:
+        """Start-up ends after ``seconds``, or when :meth:`started` says so (None: only then)."""
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def _starting(self) -> bool:
+        if self.starting and self.deadline is not None and time.monotonic() > self.deadline:
+            self.starting = False
+        return self.starting
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Downgrade the record if it is known-benign; drop it only if DEBUG is not wanted."""
@@ -123,7 +134,7 @@ class BenignNoise(logging.Filter):
             return True
         message = record.getMessage()
         for item in self.benign:
-            if item.logger != record.name or (item.startup_only and not self.starting):
+            if item.logger != record.name or (item.startup_only and not self._starting()):
                 continue
             if item.pattern.search(message):
                 record.levelno, record.levelname = logging.DEBUG, "DEBUG"
@@ -155,12 +166,24 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass  # always the current sys.stderr
 
 
-def configure_logging(level: int | str, log_format: LogFormat = "text") -> None:
+STARTUP_SECONDS: Final = 120.0
+"""How long a process that never says it has started (the dispatcher, a client) is starting."""
+
+
+def configure_logging(
+    level: int | str, log_format: LogFormat = "text", *, startup: float | None = STARTUP_SECONDS
+) -> None:
     """Log to stderr at ``level`` in ``log_format``, with the start-up noise downgraded.
 
     Calling it again (the worker after the CLI) replaces the handler it added before; handlers
     others added (pytest's) stay.
+
+    Args:
+        level: the root logger's level.
+        log_format: text lines or JSON lines.
+        startup: seconds the start-up lasts, or None: until :func:`startup_finished`.
     """
+    _NOISE.start_up_lasts(startup)
     handler = _StderrHandler()
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)

@@ -497,7 +497,7 @@ def run_worker(
         ConfigurationError: a non-loopback DISRUPTFEED_WORKER_HOST without
             DISRUPTFEED_API_TOKEN (:func:`disruptfeed.auth.check_bind`), before anything starts.
     """
-    configure_logging(loglevel, log_format)
+    configure_logging(loglevel, log_format, startup=None)  # until on_startup_finished
     check_bind(settings.worker_host, settings, "DISRUPTFEED_WORKER_HOST")
     cluster = asyncio.run(cluster_id(settings))
     if settings.worker_store.startswith("rocksdb"):

@@ -116,3 +116,19 @@ def test_json_log_lines(restore_logging: None, capsys: pytest.CaptureFixture[str
     assert (docs[0]["level"], docs[0]["message"]) == ("INFO", "hello wörld")
     assert docs[1]["level"] == "ERROR"
     assert "ValueError: bad" in docs[1]["exception"]
+
+
+def test_start_up_of_a_process_that_never_says_so_ends_after_its_time() -> None:
+    noise = BenignNoise()
+    noise.start_up_lasts(3600)
+    during = _record(
+        COORDINATOR, logging.WARNING, "Marking the coordinator dead (node 1)for group g."
+    )
+    noise.filter(during)
+    assert during.levelno == logging.DEBUG
+    noise.start_up_lasts(-1)  # its start-up time is over
+    after = _record(
+        COORDINATOR, logging.WARNING, "Marking the coordinator dead (node 1)for group g."
+    )
+    noise.filter(after)
+    assert after.levelno == logging.WARNING
