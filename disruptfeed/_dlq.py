@@ -612,16 +612,21 @@ async def _publish(producer: Any, batch: list[RedriveItem], published: dict[UUID
         i for i in batch if i.action == "redriven" and i.event and i.event.event_id not in published
     ]
     outcomes = await producer.publish_many([i.event for i in fresh])
-    for item, outcome in zip(fresh, outcomes, strict=True):
+    refused: dict[UUID, Exception] = {}
+    for outcome in outcomes:
         if outcome.error is None and not outcome.duplicate:
             where = f"{outcome.topic}[{outcome.partition}]@{outcome.offset}"
             published[outcome.event_id] = where
-        elif isinstance(outcome.error, InvalidEventError):  # the clock moved: too far ahead
-            item.action, item.error, item.detail = "failed-again", outcome.error, str(outcome.error)
         elif outcome.error is not None:
-            item.action, item.detail = "not-acknowledged", str(outcome.error)
+            refused[outcome.event_id] = outcome.error
     for item in batch:
-        if item.action == "redriven" and item.event is not None:
-            item.result = published.get(item.event.event_id)
-            if item.result is None:  # its twin earlier in the batch was not acknowledged
-                item.action, item.detail = "not-acknowledged", "its event was not acknowledged"
+        if item.action != "redriven" or item.event is None:
+            continue
+        event_id = item.event.event_id
+        error = refused.get(event_id)
+        if isinstance(error, InvalidEventError):  # the clock moved: too far ahead now
+            item.action, item.error, item.detail = "failed-again", error, str(error)
+        elif error is not None or event_id not in published:
+            item.action, item.detail = "not-acknowledged", str(error or "not acknowledged")
+        else:
+            item.result = published[event_id]

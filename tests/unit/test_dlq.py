@@ -219,3 +219,30 @@ def test_dlq_commands_refuse_bad_arguments() -> None:
     assert "pick one" in result.output
     result = runner.invoke(main, ["dlq", "redrive", "--since", "soon"], obj=SETTINGS)
     assert result.exit_code == 2
+
+
+def test_tail_table_lines() -> None:
+    from disruptfeed.cli._dlq import _Table
+
+    dead = Dead()
+    garbage = dead.refuse("account-disrupted", b"\xff\xfe not json").row()
+    big = dead.refuse("account-disrupted", b"x" * 1_000_000).row(successor="t.x[0]@3")
+    table = _Table([garbage, big])
+    assert table.header().split() == ["DEAD-LETTERED", "SOURCE", "ERROR", "FIELD", "REASON"]
+    lines = table.line(garbage).splitlines()
+    assert lines[0].split()[:5] == [
+        "2023-11-14",
+        "22:13:20Z",
+        "t.account-disrupted[1]@40",
+        "DecodeError",
+        "-",
+    ]
+    assert lines[0].endswith("not valid UTF-8: byte 0 is 0xff")
+    assert lines[1] == "    value: \\xff\\xfe not json"
+    # Columns line up under the header.
+    assert lines[0].index("DecodeError") == table.header().index("ERROR")
+    lines = table.line(big).splitlines()
+    assert lines[1:] == [
+        "    value: not copied: 1,000,000 bytes, see t.account-disrupted[1]@41",
+        "    redriven: t.x[0]@3",
+    ]
