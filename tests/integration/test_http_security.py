@@ -36,6 +36,8 @@ SettingsFactory = Callable[..., Awaitable[Settings]]
 
 DISPATCHER_ROUTES = {
     ("GET", "/health"),
+    ("GET", "/metrics"),
+    ("GET", "/ready"),
     ("GET", "/subscriptions"),
     ("POST", "/subscriptions"),
     ("GET", "/subscriptions/{id}"),
@@ -87,6 +89,7 @@ async def test_a_running_worker_answers_nothing_without_the_token_and_listens_on
         worker.wait_healthy()
         assert listening_addresses(worker.port) == {"127.0.0.1"}
         ours = ["/", "/counts", "/counts/RU", "/stats", "/alerts", "/counts?scope=local"]
+        ours.append("/metrics")  # Prometheus scrapes with the token too
         for path in [*ours, *FAUST_DEFAULT_PATHS, "/no-such-path"]:
             for token in (None, "not-the-token"):
                 status, body = _get(worker.port, path, token)
@@ -96,6 +99,8 @@ async def test_a_running_worker_answers_nothing_without_the_token_and_listens_on
         for path in FAUST_DEFAULT_PATHS:  # Faust's own views are not served at all
             assert _get(worker.port, path, worker.token)[0] == 404, path
         assert _get(worker.port, "/health", None)[0] == 200
+        # Readiness is open too; it turns 200 once the lag has been read from the cluster.
+        worker.wait_for(lambda: _get(worker.port, "/ready", None)[0] == 200, "/ready, no token")
         status, body = _get(worker.port, "/counts?at=" + "1" * 3_000, worker.token)
         assert status == 414, body
         assert b"DISRUPTFEED_HTTP_MAX_QUERY_BYTES" in body
@@ -194,6 +199,11 @@ async def test_the_dispatcher_serves_exactly_the_expected_routes_all_behind_the_
                 response = await http.request(method, path, headers=headers)
                 if path == "/health":
                     assert response.status_code == 200
+                    continue
+                if path == "/ready":  # open: 503 until its lag is first read, then 200
+                    assert response.status_code in (200, 503), (method, path, headers)
+                    if method == "GET":
+                        assert response.json()["status"] in ("ready", "not ready")
                     continue
                 assert response.status_code == 401, (method, path, headers)
                 if method != "HEAD":
