@@ -27,6 +27,8 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	@# Every package, pip and setuptools included, at its locked version and checked against its
 	@# hashes; a package missing from the lock stops the install instead of being fetched unpinned.
+	@# (Playwright among them, for the dashboard's browser test: it drives Debian's chromium,
+	@# which .ci/run installs with apt-get; never `playwright install`.)
 	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	@# The project itself, built by the locked setuptools rather than one fetched for the build.
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .

@@ -66,7 +66,8 @@ _PAGE_CSP: Final = (
 _COMMON_HEADERS: Final = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: with it, browsers send "Origin: null" on our own form posts.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 _TOKEN_FIELD_BYTES: Final = 4_096

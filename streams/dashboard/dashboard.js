@@ -134,7 +134,7 @@
     const chart = $("chart");
     const counts = state.counts || {};
     const key = state.window;
-    const width = Math.max(280, Math.round(chart.getBoundingClientRect().width) || 600);
+    const width = Math.max(240, Math.round(chart.parentElement.getBoundingClientRect().width) || 600);
     const narrow = width < 420;
     const regions = Object.keys(counts)
       .map((region) => ({ region, byType: counts[region], sum: totals(counts[region])[key] }))
@@ -230,10 +230,23 @@
   // ---------- polling ----------
   let pollTimer = null;
   let lastLoaded = null;
+  async function recovering() {
+    // /health answers without credentials; "recovering": the worker is rebuilding its counts
+    // from its tables (a start or a rebalance), so what /counts says is not complete yet.
+    try {
+      const response = await fetch("/health", { cache: "no-store" });
+      return (await response.json()).status === "recovering";
+    } catch {
+      return false;
+    }
+  }
+
   async function refresh() {
     clearTimeout(pollTimer);
     try {
-      const [counts, alerts] = await Promise.all([api("/counts"), api("/alerts")]);
+      const [counts, alerts, rebuilding] = await Promise.all(
+        [api("/counts"), api("/alerts"), recovering()]);
+      $("recovering").hidden = !rebuilding;
       state.counts = counts;
       state.firing = alerts.alerts || [];
       $("stream-time").textContent = utc(alerts.stream_time);
@@ -271,7 +284,7 @@
         el("div", { class: "line1" },
           el("span", { class: `pill st-${status}` }, status),
           el("span", { class: `pill sev-${sev}` }, sev),
-          el("strong", {}, ` ${alert.region} · ${alert.rule}`)),
+          el("strong", { class: "what" }, `${alert.region} · ${alert.rule}`)),
         el("p", { class: "summary" }, alert.summary || "")));
     const feed = $("feed");
     feed.prepend(item);
@@ -284,7 +297,8 @@
   let retryNow = null;
   function setConnection(kind, text) {
     conn.dataset.state = kind;
-    $("conn-text").textContent = text;
+    const label = $("conn-text");
+    if (label.textContent !== text) label.textContent = text;
     $("retry").hidden = kind !== "disconnected";
   }
   $("retry").addEventListener("click", () => retryNow && retryNow());
@@ -407,11 +421,15 @@
       renderCounts();
     });
   }
-  let resizeTimer = null;
-  window.addEventListener("resize", () => {
-    clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(renderChart, 100);
-  });
+  // Drawn for the width it has (text stays its size): again whenever that width changes.
+  let drawnWidth = 0;
+  new ResizeObserver((entries) => {
+    const width = Math.round(entries[0].contentRect.width);
+    if (width !== drawnWidth) {
+      drawnWidth = width;
+      renderChart();
+    }
+  }).observe(document.querySelector(".chart"));
   window.addEventListener("online", () => retryNow && retryNow());
 
   refresh();

@@ -1,6 +1,7 @@
 """HTTP, secure by default, against real servers: a real worker process and a real dispatcher.
 
-- every path a running worker answers, ours and Faust's own, needs the token;
+- every path a running worker answers, ours and Faust's own, needs the token (the dashboard's
+  sign-in cookie: tests/unit/test_dashboard.py);
 - the worker and the dispatcher listen on loopback unless told otherwise (read back from the
   kernel's socket table), and beyond loopback only with a token set (the refusal without one is
   tested in tests/unit/test_http.py, before any broker is contacted);
@@ -90,7 +91,8 @@ async def test_a_running_worker_answers_nothing_without_the_token_and_listens_on
         assert listening_addresses(worker.port) == {"127.0.0.1"}
         ours = ["/", "/counts", "/counts/RU", "/stats", "/alerts", "/counts?scope=local"]
         ours.append("/metrics")  # Prometheus scrapes with the token too
-        for path in [*ours, *FAUST_DEFAULT_PATHS, "/no-such-path"]:
+        streams = ["/alerts/stream"]  # a live stream: refused here, served in test_dashboard.py
+        for path in [*ours, *streams, *FAUST_DEFAULT_PATHS, "/no-such-path"]:
             for token in (None, "not-the-token"):
                 status, body = _get(worker.port, path, token)
                 assert _unauthorized(status, body), (path, token, status, body)
