@@ -19,6 +19,8 @@ __all__ = [
     "cluster_id",
     "create_topics",
     "event_types_by_topic",
+    "spec_differences",
+    "topic_configs",
     "topic_for",
     "topic_specs",
 ]
@@ -173,27 +175,44 @@ async def create_topics(settings: Settings, specs: list[TopicSpec] | None = None
 
 async def _differences(admin: Any, specs: list[TopicSpec]) -> list[str]:
     """How each existing topic differs from its spec, one line per difference."""
+    described = {t["topic"]: t for t in await admin.describe_topics([s.name for s in specs])}
+    configs = await topic_configs(admin, [s.name for s in specs])
+    out = []
+    for spec in specs:
+        have = described.get(spec.name)
+        partitions = len(have["partitions"]) if have is not None else None
+        out += spec_differences(spec, partitions, configs.get(spec.name, {}))
+    return out
+
+
+def spec_differences(spec: TopicSpec, partitions: int | None, config: dict[str, str]) -> list[str]:
+    """How an existing topic (its partition count and configuration) differs from its spec.
+
+    What ``topics create`` refuses, one line each: other partitions, or another value of a
+    :data:`CHECKED` setting.
+    """
+    out = []
+    if partitions is not None and partitions != spec.partitions:
+        out.append(f"{spec.name}: {partitions} partitions, settings want {spec.partitions}")
+    for name in CHECKED:
+        want, got = spec.config.get(name), config.get(name)
+        if want is not None and got is not None and want != got:
+            out.append(f"{spec.name}: {name}={got}, settings want {want}")
+    return out
+
+
+async def topic_configs(admin: Any, names: list[str]) -> dict[str, dict[str, str]]:
+    """Topic name -> its configuration as the cluster has it (every entry)."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    partitions = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(
-        [s.name for s in specs])}  # fmt: skip
-    resources = [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs]
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
     configs: dict[str, dict[str, str]] = {}
     for response in await admin.describe_configs(resources):
         for resource in response.to_object()["resources"]:
             configs[resource["resource_name"]] = {
                 entry["config_names"]: entry["config_value"] for entry in resource["config_entries"]
             }
-    out = []
-    for spec in specs:
-        have = partitions.get(spec.name)
-        if have is not None and have != spec.partitions:
-            out.append(f"{spec.name}: {have} partitions, settings want {spec.partitions}")
-        for name in CHECKED:
-            want, got = spec.config.get(name), configs.get(spec.name, {}).get(name)
-            if want is not None and got is not None and want != got:
-                out.append(f"{spec.name}: {name}={got}, settings want {want}")
-    return out
+    return configs
 
 
 async def cluster_id(settings: Settings) -> str:

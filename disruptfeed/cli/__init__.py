@@ -16,6 +16,7 @@ from disruptfeed.cli._demo import demo
 from disruptfeed.cli._dlq import dlq_group
 from disruptfeed.cli._events import publish, sample, tail
 from disruptfeed.cli._rules import rules_group
+from disruptfeed.cli._status import status
 from disruptfeed.cli._streams import alerts, counts, worker
 from disruptfeed.cli._subscriptions import dispatcher, subscriptions
 
@@ -51,5 +52,6 @@ def main(ctx: click.Context, verbose: int, log_format: str) -> None:
 for command in (
     broker, topics, schemas_group, publish, tail, sample, demo, worker, counts, alerts,
     dispatcher, subscriptions, replay, audit, bench, completion, dlq_group, rules_group,
+    status,
 ):  # fmt: skip
     main.add_command(command)

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from disruptfeed.cli._common import EXIT_BROKER, fail, run, settings_from
+from disruptfeed.cli._common import (
+    EXIT_BROKER,
+    bootstrap_option,
+    emit,
+    fail,
+    output_option,
+    run,
+    settings_from,
+)
 from disruptfeed.errors import DisruptFeedError
 from disruptfeed.settings import Settings
 
@@ -185,6 +193,7 @@ def topics() -> None:
 
 
 @topics.command("create")
+@bootstrap_option
 @click.pass_context
 def topics_create(ctx: click.Context) -> None:
     """Create every topic that does not exist yet (event topics keep everything)."""
@@ -196,16 +205,37 @@ def topics_create(ctx: click.Context) -> None:
 
 
 @topics.command("list")
+@bootstrap_option
+@output_option(json_alias=None)
 @click.pass_context
-def topics_list(ctx: click.Context) -> None:
-    """Show the topics the project uses and their configuration."""
+def topics_list(ctx: click.Context, output: str) -> None:
+    """Show the topics the project uses and the configuration the settings give them.
+
+    'disruptfeed status' shows them as the cluster has them.
+    """
     from disruptfeed.topics import topic_specs
 
-    for spec in topic_specs(settings_from(ctx)):
-        conf = " ".join(f"{k}={v}" for k, v in sorted(spec.config.items()))
-        click.echo(
-            f"{spec.name}  partitions={spec.partitions} rf={spec.replication_factor}  {conf}"
-        )
+    specs = topic_specs(settings_from(ctx))
+    rows = [
+        {
+            "name": s.name,
+            "partitions": s.partitions,
+            "replication_factor": s.replication_factor,
+            "config": s.config,
+        }
+        for s in specs
+    ]
+
+    def table() -> str:
+        lines = []
+        for spec in specs:
+            conf = " ".join(f"{k}={v}" for k, v in sorted(spec.config.items()))
+            lines.append(
+                f"{spec.name}  partitions={spec.partitions} rf={spec.replication_factor}  {conf}"
+            )
+        return "\n".join(lines)
+
+    emit(output, rows, rows, table)
 
 
 @click.group("schemas")

@@ -25,6 +25,7 @@ __all__ = [
     "EXIT_USAGE",
     "LOG_FORMAT_KEY",
     "OUTPUT_FORMATS",
+    "announce",
     "bootstrap_option",
     "dispatcher_url_option",
     "emit",
@@ -84,6 +85,15 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         fail(str(exc), EXIT_BROKER)
     except DisruptFeedError as exc:
         fail(str(exc), EXIT_CONFIG)
+
+
+def announce(ctx: click.Context, message: str) -> None:
+    """One line for people on stderr (a server starting); none with ``--log-format json``.
+
+    In JSON mode stderr holds JSON lines only, for the machine that reads it.
+    """
+    if ctx.meta.get(LOG_FORMAT_KEY) != "json":
+        click.echo(message, err=True)
 
 
 def settings_from(ctx: click.Context) -> Settings:

@@ -23,6 +23,7 @@ import click
 from disruptfeed.cli._common import (
     EXIT_BROKER,
     LOG_FORMAT_KEY,
+    announce,
     bootstrap_option,
     dispatcher_url_option,
     emit,
@@ -65,8 +66,14 @@ def worker(ctx: click.Context, loglevel: str) -> None:
     from streams.app import run_worker
 
     as_json = ctx.meta.get(LOG_FORMAT_KEY) == "json"
+    settings = settings_from(ctx)
+    announce(
+        ctx,
+        f"worker: counting the {settings.topic_prefix}.* events as group "
+        f"{settings.topic_prefix}-worker, API on http://{settings.worker_host}:{settings.worker_port}",
+    )
     try:
-        run_worker(settings_from(ctx), loglevel=loglevel, log_format="json" if as_json else "text")
+        run_worker(settings, loglevel=loglevel, log_format="json" if as_json else "text")
     except DisruptFeedError as exc:
         fail(str(exc))
 

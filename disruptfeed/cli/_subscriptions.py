@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from disruptfeed.cli._common import (
+    announce,
     bootstrap_option,
     emit,
     fail,
@@ -56,7 +57,7 @@ def dispatcher(ctx: click.Context, port: int | None) -> None:
         fail(str(exc))
     use_uvloop()
     where = f"http://{settings.dispatcher_host}:{port or settings.dispatcher_port}"
-    click.echo(f"dispatcher: alerts from {settings.topic('alerts')}, API on {where}", err=True)
+    announce(ctx, f"dispatcher: alerts from {settings.topic('alerts')}, API on {where}")
     try:
         run(serve(settings, port=port))
     except KeyboardInterrupt:

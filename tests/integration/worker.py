@@ -31,8 +31,10 @@ class WorkerProcess:
         state_dir: Path,
         rules: Path | None = None,
         env: dict[str, str] | None = None,
+        log_format: str | None = None,
     ) -> None:
         self.extra_env = env or {}
+        self.log_format = log_format
         self.settings = settings
         self.port = free_port()
         self.state_dir = state_dir
@@ -59,8 +61,9 @@ class WorkerProcess:
         env.update(self.extra_env)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            top = ["--log-format", self.log_format] if self.log_format else []
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "disruptfeed", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "disruptfeed", *top, "worker", "--loglevel", "info"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

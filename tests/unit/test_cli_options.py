@@ -299,3 +299,41 @@ def test_progress_bars_draw_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) 
         bar.update(10)
     assert "publishing" in terminal.getvalue()
     assert "/10 " in terminal.getvalue()  # drawn with its total
+
+
+# --- status with nothing running --------------------------------------------------------------
+
+
+def _dead_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_status_says_what_is_unreachable_instead_of_failing() -> None:
+    bootstrap = f"127.0.0.1:{_dead_port()}"
+    url = _dead_url()
+    args = ["status", "--bootstrap", bootstrap, "--url", url]
+    result = CliRunner().invoke(main, [*args, "--output", "json"])
+    assert result.exit_code == 3, result.output
+    doc = json.loads(result.stdout)
+    assert doc["bootstrap"] == bootstrap
+    assert doc["broker"]["ok"] is False
+    assert bootstrap in doc["broker"]["error"]
+    for section in ("topics", "lag", "dead_letters"):
+        assert doc[section] == {"ok": False, "error": "skipped: the broker is not reachable"}
+    assert doc["workers"]["api"]["ok"] is False
+    assert doc["workers"]["api"]["error"].startswith(f"no worker answers at {url}")
+    assert doc["alerts"]["ok"] is False
+
+    lines = CliRunner().invoke(main, [*args, "--output", "jsonl"]).stdout.splitlines()
+    sections = [json.loads(line)["section"] for line in lines]
+    assert sections == ["broker", "topics", "workers", "lag", "alerts", "dead_letters"]
+
+    table = CliRunner().invoke(main, args)
+    assert table.exit_code == 3
+    heads = [line.split()[0] for line in table.stdout.splitlines()[1:] if not line.startswith(" ")]
+    assert heads == ["broker", "topics", "workers", "lag", "alerts", "dead"]
+    assert "error" not in table.stderr.lower()  # the sections say it; no client log noise
