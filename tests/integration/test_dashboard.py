@@ -14,6 +14,7 @@ Also, without a browser: the worker's ``/alerts/stream`` sends heartbeats, holds
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import re
@@ -74,17 +75,18 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@contextlib.asynccontextmanager
+async def launched_browser() -> AsyncIterator[Browser]:
+    """Chromium under Playwright; fails the test (not a fixture error) when there is none."""
     executable = chromium()
     async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
+        browser = await playwright.chromium.launch(
             executable_path=executable, headless=True, args=CHROMIUM_ARGS
         )
         try:
-            yield launched
+            yield browser
         finally:
-            await launched.close()
+            await browser.close()
 
 
 async def _publish(settings: Settings, events: list[EventBase]) -> None:
@@ -103,7 +105,16 @@ async def _screenshot(page: Page, name: str, shots: list[Path], *, full: bool = 
 async def test_a_person_watches_counts_and_alerts_live_through_a_worker_restart(
     make_settings: SettingsFactory,
     tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with launched_browser() as browser:
+        await _watch(browser, make_settings, tmp_path, capsys)
+
+
+async def _watch(
     browser: Browser,
+    make_settings: SettingsFactory,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = await make_settings()
