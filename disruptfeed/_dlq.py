@@ -370,8 +370,12 @@ class DeadLetterReader:
     async def seek(self, start: Literal["earliest", "latest"] | dt.datetime) -> None:
         """Start at the beginning, at the end, or at the first record written at ``start``."""
         consumer = self._consumer
+        # Explicit offsets: seek_to_beginning() races the reset to the latest offset that
+        # assign() starts, and may lose (aiokafka 0.14 applies whichever answer comes back).
         if start == "earliest":
-            await consumer.seek_to_beginning(*self._parts)
+            found = await consumer.beginning_offsets(self._parts)
+            for tp in self._parts:
+                consumer.seek(tp, found[tp])
         elif start == "latest":
             for tp in self._parts:
                 consumer.seek(tp, self._ends[tp])

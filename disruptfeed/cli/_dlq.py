@@ -186,11 +186,11 @@ def tail(
                     click.echo(json.dumps(row, sort_keys=True))
             elif output != "table":
                 emit(output, rows, rows, str)
-            elif rows:
+            elif rows or follow:
                 click.echo(table.header())
                 for row in rows:
                     click.echo(table.line(row))
-            elif not follow:
+            else:
                 click.echo("no dead letters", err=True)
             if follow:
                 async for record in reader.live():
