@@ -350,7 +350,10 @@ def _compact_if_due(state: WorkerState, sinks: _Sinks, partition: int, record: A
     if state.compacted.get(partition) == day:
         return
     state.compacted[partition] = day
-    plan = compact(partition, state.rows, sinks.events, cuts)
+    # Read as this partition's record: Faust's RocksDB store looks a key up in the current
+    # event's partition only, and a batch may end on another partition.
+    with _as_current(record):
+        plan = compact(partition, state.rows, sinks.events, cuts)
     if not plan.deleted and not plan.absorbed:
         return
     with _as_current(record):

@@ -151,6 +151,11 @@ async def test_a_worker_killed_mid_stream_is_taken_over_and_counts_stay_exact(
             got_now = first.get("/counts?scope=local")
             print("diff", {r: (got_now.get(r), expected.get(r)) for r in {*got_now, *expected}
                            if got_now.get(r) != expected.get(r)})  # fmt: skip
+            from tests.integration.helpers import dead_letters
+
+            for headers in await dead_letters(settings):
+                print("dead letter", headers)
+            print(first.tail(200))
             raise
         assert first.header("/counts", "X-Disruptfeed-Workers") == f"http://127.0.0.1:{first.port}"
     finally:

@@ -25,6 +25,7 @@ from producers import FeedProducer
 from schemas import Alert, EventBase, codec, decode_alert
 from tests.conftest import SettingsFactory
 from tests.integration import stream_truth
+from tests.integration.helpers import read_raw
 from tests.integration.worker import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -41,32 +42,6 @@ threshold = 5
 regions = ["NG"]
 severity = "critical"
 """
-
-
-async def _read_raw(
-    settings: Settings, topic: str
-) -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
-    """Every record on a topic now: (key, value, headers)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
-    await start_consumer_client(consumer)
-    try:
-        from aiokafka import TopicPartition
-
-        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        end = await consumer.end_offsets(parts)
-        out = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end[tp] for tp in parts])
-
-        while await behind():
-            for records in (await consumer.getmany(timeout_ms=1_000)).values():
-                out += [(r.key, r.value, dict(r.headers)) for r in records]
-        return out
-    finally:
-        await consumer.stop()
 
 
 async def _publish(settings: Settings, events: list[EventBase]) -> None:
@@ -239,7 +214,7 @@ async def test_counts_are_exact_and_alerts_fire_once(
     worker = WorkerProcess(settings, tmp_path / "worker", rules)
     await asyncio.to_thread(_check_worker, worker, settings, stream, expected, bad)
 
-    dead = await _read_raw(settings, settings.topic(DEAD_LETTER))
+    dead = await read_raw(settings, settings.topic(DEAD_LETTER))
     assert len(dead) == bad
     for _, _, headers in dead:
         assert headers["dlq_reason"]
@@ -261,7 +236,7 @@ async def test_counts_are_exact_and_alerts_fire_once(
 
     # Through the ops alert stream, as an on-call tool reads it.
     alerts: list[Alert] = [a async for a in read_alerts(settings, start="earliest", until_end=True)]
-    raw = await _read_raw(settings, settings.topic(ALERTS))
+    raw = await read_raw(settings, settings.topic(ALERTS))
     assert [decode_alert(v or b"") for _, v, _ in raw] == alerts
     assert all(
         key == alert.fingerprint.encode() for (key, _, _), alert in zip(raw, alerts, strict=True)

@@ -114,3 +114,56 @@ def test_a_record_read_again_after_a_takeover_is_skipped_not_dead_lettered() -> 
     again = fresh.process("t.account-disrupted", 0, 0, b"RU", codec.encode(old), codec.headers(old))
     assert (again.duplicate, again.dead_letter) == (True, None)
     assert fresh.stats.duplicates == 1
+
+
+class _Message:
+    def __init__(self, partition: int) -> None:
+        self.topic, self.partition, self.offset = "t.account-disrupted", partition, 0
+
+
+class _Event:
+    def __init__(self, partition: int) -> None:
+        self.message = _Message(partition)
+
+
+class _PartitionedTable(dict[str, Any]):
+    """Reads as Faust's RocksDB store does while an event is current: in that event's
+    partition only (faust.stores.rocksdb.Store._get), so a key of another partition is None."""
+
+    def __init__(self, rows: dict[str, Any]) -> None:
+        super().__init__(rows)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        from faust.streams import current_event
+
+        event = current_event()
+        partition = 0 if key == "summary:0" else int(key.rsplit(":", 2)[1])
+        if event is not None and event.message.partition != partition:
+            return default
+        return super().get(key, default)
+
+
+def test_compaction_reads_its_own_partition_whatever_record_is_current() -> None:
+    """Compaction reads its own partition's summary and rows whatever event is current: Faust's
+    RocksDB store looks a key up in the current event's partition only, so read under a record
+    of another partition it found nothing and skipped that day's compaction."""
+    from streams._faust import as_current
+    from streams.app import WorkerState, _compact_if_due, _Sinks
+
+    settings = Settings(topic_prefix="t", dedupe_horizon_days=15)
+    state = WorkerState(settings, Processor.for_settings(settings))
+    summary = {"cuts": {SRC: 1 * DAY_MS}, "totals": [[SRC, "RU", "account.disrupted", 50, 100, 0]],
+               "episodes": {}, "offsets": {SRC: 49}}  # fmt: skip
+    facts = [
+        [str(UUID(int=n)), *Counted("account.disrupted", "RU", day * DAY_MS, 2, False, SRC)]
+        for n, day in ((1, 2), (2, 40))
+    ]
+    rows = {"summary:0": summary, "t.account-disrupted:0:50": {"events": facts, "episodes": {}}}
+    restored = read_rows(rows.items)
+    state.processor.store.restore(restored.facts)
+    state.rows = restored.index
+    table = _PartitionedTable(rows)
+    sinks = _Sinks(table, {}, None, None)
+    with as_current(_Event(1)):  # the batch's last record was on partition 1
+        _compact_if_due(state, sinks, 0, _Event(0))
+    assert table["summary:0"]["totals"] == [[SRC, "RU", "account.disrupted", 51, 102, 0]]
