@@ -13,7 +13,7 @@ LOCK_FLAGS := --extra dev --extra bench --generate-hashes --python-version 3.11 
 	--python-platform x86_64-manylinux_2_28 --custom-compile-command 'make lock'
 PIP_AUDIT := pip-audit==2.10.1
 
-.PHONY: help install lock audit demo test lint typecheck unit integration broker-start broker-stop clean
+.PHONY: help install lock audit demo test lint typecheck unit integration browser broker-start broker-stop clean
 
 help:
 	@echo "make demo   - run the whole product locally (broker, topics, sample data)"
@@ -64,7 +64,16 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest -m 'not unit'
 
-test: lint typecheck $(STAMP)
+# The dashboard's browser test drives Debian's chromium (never a browser download of its own):
+# installed here when it is missing and we may (root with apt-get); otherwise one line says how.
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || { \
+		echo "installing Debian's chromium for the dashboard's browser test ..."; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null || echo "no chromium: the dashboard test will fail; run 'sudo apt-get install chromium'"
+
+test: lint typecheck browser $(STAMP)
 	$(BIN)/pytest
 
 broker-start: $(STAMP)
