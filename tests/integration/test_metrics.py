@@ -33,7 +33,7 @@ from schemas._subscriptions import AlertFilter
 from tests.conftest import SettingsFactory
 from tests.factories import T0, account, make_alert, network, report
 from tests.integration.delivery import publish_alerts, receiver, running_dispatcher, wait_until
-from tests.integration.worker import WorkerProcess
+from tests.integration.worker import POLL_SECONDS, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -219,7 +219,7 @@ async def test_the_dispatcher_counts_deliveries_by_outcome(make_settings: Settin
         expected = {"delivered": 3.0, "retrying": 6.0, "dead-lettered": 3.0, "dropped": 0.0}
         while (got := await outcomes()) != expected:
             assert time.monotonic() < deadline, f"deliveries by outcome: {got}"
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(POLL_SECONDS)  # the poll interval of this wait-for-condition
         assert len(good.requests) == 3
         assert len(bad.requests) == 9
 
