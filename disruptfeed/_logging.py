@@ -120,7 +120,8 @@ class BenignNoise(logging.Filter):
         self.starting = False
 
     def start_up_lasts(self, seconds: float | None) -> None:
-        """Start-up ends after ``seconds``, or when :meth:`started` says so (None: only then)."""
+        """A start-up begins now; it ends after ``seconds`` or at :meth:`started` (None: then)."""
+        self.starting = True
         self.deadline = None if seconds is None else time.monotonic() + seconds
 
     def _starting(self) -> bool:

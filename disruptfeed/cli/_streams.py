@@ -62,11 +62,16 @@ def worker(ctx: click.Context, loglevel: str) -> None:
     Records are counted in batches of up to DISRUPTFEED_BATCH_SIZE (500), each waiting at most
     DISRUPTFEED_BATCH_WAIT_MS (10) for its batch to fill.
     """
+    from disruptfeed.auth import check_bind
     from disruptfeed.errors import DisruptFeedError
     from streams.app import run_worker
 
     as_json = ctx.meta.get(LOG_FORMAT_KEY) == "json"
     settings = settings_from(ctx)
+    try:  # before the banner: a refusal is the only line printed
+        check_bind(settings.worker_host, settings, "DISRUPTFEED_WORKER_HOST")
+    except DisruptFeedError as exc:
+        fail(str(exc))
     announce(
         ctx,
         f"worker: counting the {settings.topic_prefix}.* events as group "

@@ -115,6 +115,11 @@ async def _call(
         raw = await response.read()
         if method == "HEAD":
             return response.status, None
+        if response.content_type == "text/html":
+            # The dashboard's pages (/, /login) answer in HTML; every error is still JSON.
+            assert response.status < 400, (response.status, raw[:200])
+            assert raw.lstrip().lower().startswith(b"<!doctype html>"), raw[:200]
+            return response.status, raw
         assert response.content_type == "application/json", (response.status, raw[:200])
         return response.status, orjson.loads(raw)
 
