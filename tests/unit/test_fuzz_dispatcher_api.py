@@ -187,7 +187,7 @@ bodies = st.one_of(
 )
 
 
-@settings(max_examples=examples(0.6))
+@settings(max_examples=examples(1.0))
 @given(bodies)
 @example(b'{"url": "http://8.8.8.8:99999/hook"}')  # port out of range: ValueError, a 500
 @example(b'{"url": "http://8.8.8.8:x/hook"}')  # a port that is no number: ValueError, a 500
@@ -227,7 +227,7 @@ limits = st.one_of(
 actions = st.sampled_from(["pause", "resume", "rotate-secret"]) | st.text(min_size=1, max_size=10)
 
 
-@settings(max_examples=examples(1.0))
+@settings(max_examples=examples(1.5))
 @given(
     st.data(),
     st.sampled_from(["show", "delete", "action", "deliveries", "list", "health"]),
@@ -309,7 +309,7 @@ def _check_found(status: int, answer: Any, exists: bool, sub_id: str) -> None:
         assert repr(sub_id) in answer["error"]  # the message names the id asked for
 
 
-@settings(max_examples=examples(0.4))
+@settings(max_examples=examples(0.5))
 @given(
     st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
     st.lists(st.text(max_size=8), min_size=1, max_size=4).map(

@@ -166,7 +166,7 @@ def _gathers(items: list[tuple[str, str]]) -> bool:
     return next((v for k, v in items if k == "scope"), None) != "local"
 
 
-@settings(max_examples=examples(0.6))
+@settings(max_examples=examples(1.2))
 @given(st.none() | segments, pairs)
 @example("IR?x", [])  # forwarded unquoted: the peer answered for IR
 @example("a/b", [])  # forwarded unquoted: the peer answered 404, the gathered answer 503
@@ -200,7 +200,7 @@ def test_counts_are_the_union_of_each_workers_part(
         assert set(body) <= {region}
 
 
-@settings(max_examples=examples(0.3))
+@settings(max_examples=examples(0.6))
 @given(pairs)
 def test_alerts_are_the_union_of_each_workers_part(
     workers: tuple[asyncio.Runner, aiohttp.ClientSession, Worker, Worker],
@@ -240,7 +240,7 @@ raw_queries = st.one_of(
 )
 
 
-@settings(max_examples=examples(0.6))
+@settings(max_examples=examples(1.2))
 @given(
     st.sampled_from(["GET", "GET", "GET", "HEAD", "POST", "PUT", "DELETE"]),
     paths,
