@@ -1,18 +1,24 @@
-"""The one use of Faust's private API: naming the current event of a table write.
+"""The uses of Faust's private API: the current event of a table write, and a flush that flushes.
 
 Faust has no public way to say which record a table write belongs to (it takes it from a
 context variable that stream iteration sets per record), and ``take_events`` hands the agent a
 batch. ``faust.streams._current_event`` is set here and nowhere else; faust-streaming is pinned
 to 0.15.x in pyproject.toml for it, and tests/unit/test_compat.py fails if it moves.
+
+Two defects of Faust's that cost counted events when a worker takes partitions over are fixed
+on the worker's own app (tests/unit/test_faust_fixes.py holds them to their cases): its producer
+buffer's flush returns with records still queued (:func:`durable_flush`), and after a rebalance
+it re-reads only partitions that have a committed offset (:func:`seek_uncommitted_to_beginning`).
 """
 
 from __future__ import annotations
 
-__all__ = ["as_current"]
+__all__ = ["as_current", "durable_flush", "seek_uncommitted_to_beginning"]
 
+import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from faust import streams as faust_streams
@@ -32,3 +38,64 @@ def as_current(event: Any) -> Iterator[None]:
         yield
     finally:
         faust_streams._current_event.reset(token)
+
+
+def durable_flush(buffer: Any) -> None:
+    """Make ``buffer`` (a Faust ``ProducerBuffer``) flush every record it holds before returning.
+
+    Faust commits source offsets after ``producer.flush()``, which flushes this buffer, then
+    aiokafka's. The buffer's own flush gave up after 0.1 s without a send and returned with table
+    rows still queued (a send waiting for metadata, a loop starved of CPU), and it never counted
+    the record being handed over at that moment: the commit then ran ahead of the changelog, and
+    a worker killed just after it lost rows whose records were never read again. This flush
+    waits until the queue is empty and no hand-over is in flight; aiokafka's flush, next, waits
+    for the acknowledgements. A buffer that stopped with records left raises, so the commit does
+    not happen and the records are read again.
+    """
+    send_pending = buffer._send_pending
+    in_flight = 0
+
+    async def counted_send(fut: Any) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        try:
+            await send_pending(fut)
+        finally:
+            in_flight -= 1
+
+    async def flush() -> None:
+        while buffer.size or in_flight:
+            if buffer.should_stop or buffer.state != "running":
+                left = buffer.size + in_flight
+                raise RuntimeError(f"producer buffer stopped with {left} record(s) not sent")
+            buffer.message_sent.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                # The timeout only re-checks the state; it never ends the wait.
+                await asyncio.wait_for(buffer.message_sent.wait(), timeout=1.0)
+
+    buffer._send_pending = counted_send
+    buffer.flush = flush
+
+
+def seek_uncommitted_to_beginning(consumer: Any, sources: Collection[str]) -> None:
+    """After a rebalance, re-read source partitions the group never committed from their start.
+
+    Faust drops records fetched around a rebalance (flow stopped, generation changed, queues
+    cleared) and relies on ``perform_seek`` to read them again from the committed offsets. But
+    aiokafka's ``seek_to_committed`` moves only partitions whose committed offset is above 0: a
+    partition with no commit kept the position after the dropped records, which were never
+    counted. ``consumer`` is the thread behind the app's Faust consumer (``app.consumer._thread``,
+    whose ``seek_to_committed`` Faust's calls); ``sources`` are the agent's topics (the tables'
+    changelog partitions are Faust's to seek).
+    """
+    seek_to_committed = consumer.seek_to_committed
+
+    async def seek() -> Any:
+        committed = await seek_to_committed()
+        fresh = [tp for tp, offset in committed.items() if tp.topic in sources and not offset]
+        if fresh:
+            client = consumer._ensure_consumer()
+            await consumer.call_thread(client.seek_to_beginning, *fresh)
+        return committed
+
+    consumer.seek_to_committed = seek

@@ -206,7 +206,8 @@ class Processor:
         self.seen = SeenIds()
         """Ids of the events counted, when ``process`` is not given a ``seen`` of its own."""
         self.replayed: dict[str, int] = {}
-        """Source -> the last offset whose effects the worker's tables hold (restored)."""
+        """Source -> the last offset whose effects the state holds: restored from the tables,
+        then moved by every record processed (records of a partition arrive in offset order)."""
         self.stats = Stats()
         self._partition_of: dict[str, int] = {}
         self._swept: dict[tuple[int, str], int] = {}
@@ -270,10 +271,13 @@ class Processor:
         self.stats.processed += 1
         source = f"{topic}:{partition}"
         if offset <= self.replayed.get(source, -1):
-            # Read again after a restart or rebalance, though the tables already hold what it
-            # did: skipped whole (a count, a dead letter or nothing; its id may be forgotten).
+            # Read again after a restart or rebalance, though the tables (or this process,
+            # since) already hold what it did: skipped whole (a count, a dead letter or
+            # nothing; its id may be forgotten). Faust re-delivers from the committed offset
+            # after a rebalance's seek, past records it had handed over just before.
             self.stats.duplicates += 1
             return Outcome(duplicate=True)
+        self.replayed[source] = offset
         try:
             if key is not None and len(key) > MAX_KEY_BYTES:
                 problem = f"{len(key)} bytes; keys are actor regions, at most {MAX_KEY_BYTES}"

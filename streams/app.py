@@ -56,6 +56,7 @@ from streams._credentials import broker_credentials
 from streams._dashboard import register_dashboard
 from streams._engine import AlertEngine
 from streams._faust import as_current as _as_current
+from streams._faust import durable_flush, seek_uncommitted_to_beginning
 from streams._metrics import register_metrics_views, worker_collectors
 from streams._processor import Processor, Stats, dead_letter_headers
 from streams._rows import Row, RowIndex, compact, foreign_rows, read_rows
@@ -175,6 +176,11 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
     )
     # Service.state is Faust's own; ours hangs off a name Faust does not use.
     setattr(app, "feed_state", state)  # noqa: B010
+    # Offsets are committed after a producer flush that must include every table row written,
+    # and records Faust drops around a rebalance are read again from the committed offsets,
+    # or from the start where the group never committed: see streams._faust.
+    durable_flush(app.producer.buffer)
+    seek_uncommitted_to_beginning(app.consumer._thread, set(topic_types))  # type: ignore[attr-defined]
 
     source = app.topic(
         *topic_types,

@@ -1,16 +1,9 @@
-"""Two live workers share the partitions: each rebuilds what it is assigned, drops the rest.
-
-Two tests that stood here are out of the suite until the defects they found are fixed (issue
-13; their last version is in commit 284f7b6): a worker SIGKILLed mid-stream whose survivor,
-under CPU load, restores a watermark for a source far ahead of the records it then re-reads
-and dead-letters them as beyond-dedupe-horizon (or skips them as already done), so counts come
-out short; and, with the memory:// store, a partition that comes back to a worker it left
-whose changelog recovery never ends ("No event received for active tp").
-"""
+"""Two live workers share the partitions: each rebuilds what it is assigned, drops the rest."""
 
 from __future__ import annotations
 
 import asyncio
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +14,7 @@ from disruptfeed.sample import build_sample
 from producers import FeedProducer
 from streams._recount import recount
 from tests.conftest import SettingsFactory
+from tests.integration.helpers import dead_letters
 from tests.integration.worker import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -104,3 +98,73 @@ async def test_a_second_worker_takes_partitions_and_gives_them_back(
     derived = {a.alert_id for a in history.alerts}
     assert len(derived) > 40
     assert (derived - got, got - derived) == (set(), set())
+
+
+async def test_a_worker_killed_mid_stream_is_taken_over_and_counts_stay_exact(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    settings = await make_settings()
+    events = build_sample()
+    half = len(events) // 2
+    env = {"DISRUPTFEED_SESSION_TIMEOUT": "6"}  # the group notices a dead member sooner
+    first = WorkerProcess(settings, tmp_path / "first", env=env)
+    second = WorkerProcess(settings, tmp_path / "second", env=env)
+    second.token = first.token
+
+    async def publish(chunk: list[Any]) -> None:
+        async with FeedProducer(settings) as producer:
+            assert all(o.ok for o in await producer.publish_many(chunk))
+
+    try:
+        for worker in (first, second):
+            await asyncio.to_thread(worker.start)
+        for worker in (first, second):
+            await asyncio.to_thread(worker.wait_healthy)
+        await publish(events[:half])
+        early = (await recount(settings)).processor.store.snapshot()
+
+        def both_count() -> bool:
+            local = first.get("/counts?scope=local"), second.get("/counts?scope=local")
+            return all(local) and first.get("/counts") == early
+
+        await asyncio.to_thread(first.wait_for, both_count, "two workers sharing the counts")
+        publishing = asyncio.create_task(publish(events[half:]))
+        await asyncio.to_thread(second.kill)  # mid-stream
+        await publishing
+        history = await recount(settings)
+        expected = history.processor.store.snapshot()
+
+        def taken_over() -> bool:
+            try:
+                return bool(first.get("/counts") == expected)
+            except urllib.error.HTTPError as exc:
+                # Until the group drops the dead member, the answer names it, never a part.
+                if exc.code != 503:
+                    raise
+                return False
+
+        try:
+            await asyncio.to_thread(first.wait_for, taken_over, "the survivor's exact counts")
+        except AssertionError:
+            got_now = first.get("/counts?scope=local")
+            diff = {r: (got_now.get(r), expected.get(r)) for r in {*got_now, *expected}
+                    if got_now.get(r) != expected.get(r)}  # fmt: skip
+            raise AssertionError(f"survivor's counts differ (got, expected): {diff}") from None
+        assert first.header("/counts", "X-Disruptfeed-Workers") == f"http://127.0.0.1:{first.port}"
+    finally:
+        await asyncio.to_thread(first.stop)
+        if second.proc is not None:
+            await asyncio.to_thread(second.kill)
+
+    published = [a async for a in read_alerts(settings, start="earliest", until_end=True)]
+    got = {a.alert_id for a in published}
+    derived = {a.alert_id for a in history.alerts}
+    assert (derived - got, got - derived) == (set(), set())
+    # Records read twice around a rebalance are skipped, never dead-lettered as too old.
+    letters = await dead_letters(settings)
+    refused = {(h["dlq_topic"], h["dlq_partition"], h["dlq_offset"]) for h in letters}
+    assert len(refused) == history.processor.stats.dead_lettered, letters
+    # Records read twice around a rebalance are skipped, never dead-lettered as too old.
+    letters = await dead_letters(settings)
+    refused = {(h["dlq_topic"], h["dlq_partition"], h["dlq_offset"]) for h in letters}
+    assert len(refused) == history.processor.stats.dead_lettered, letters

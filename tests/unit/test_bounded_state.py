@@ -116,6 +116,20 @@ def test_a_record_read_again_after_a_takeover_is_skipped_not_dead_lettered() -> 
     assert fresh.stats.duplicates == 1
 
 
+def test_a_record_delivered_again_in_the_same_process_is_skipped_not_dead_lettered() -> None:
+    """Faust re-delivers from the committed offset after a rebalance's seek, past records it had
+    already handed over (the takeover test: twelve counted events dead-lettered on re-delivery)."""
+    proc = Processor.for_settings(Settings(topic_prefix="t", dedupe_horizon_days=30))
+    _, old = _feed(proc, 0, 0)
+    for i in range(1, 41):
+        _feed(proc, i, i)
+    again = proc.process("t.account-disrupted", 0, 0, b"RU", codec.encode(old), codec.headers(old))
+    assert (again.duplicate, again.dead_letter) == (True, None)
+    assert proc.store.snapshot()["RU"]["account.disrupted"]["total"] == 41
+    later = proc.process("t.account-disrupted", 0, 41, b"RU", codec.encode(old), codec.headers(old))
+    assert later.dead_letter is not None  # a new record with an old event is still refused
+
+
 class _Message:
     def __init__(self, partition: int) -> None:
         self.topic, self.partition, self.offset = "t.account-disrupted", partition, 0

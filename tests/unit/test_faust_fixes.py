@@ -1,0 +1,148 @@
+"""The worker's fixes to Faust's consumer and producer (streams/_faust.py), held to their cases.
+
+A commit never runs ahead of the table rows its batch wrote: Faust commits source offsets after
+``producer.flush()``; its buffer's flush gave up after 0.1 s without a send and returned with rows
+still queued, so a worker killed right after that commit lost rows whose records were never read
+again. And records Faust dropped around a rebalance are read again even where the group never
+committed (issue 13: the survivor's counts short after a takeover).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faust.transport.producer import ProducerBuffer
+
+from streams._faust import durable_flush
+
+pytestmark = pytest.mark.unit
+
+
+class _App:
+    class conf:  # the shape Faust reads
+        producer_threaded = False
+
+
+async def _slow_buffer(delay: float, sent: list[int]) -> ProducerBuffer:
+    buffer = ProducerBuffer()
+    buffer.app = _App()  # type: ignore[assignment]
+
+    async def send_pending(fut: Any) -> None:
+        await asyncio.sleep(delay)  # a send stuck on metadata or a starved loop
+        sent.append(fut)
+
+    buffer._send_pending = send_pending  # type: ignore[method-assign]
+    durable_flush(buffer)  # before start: the buffer's task binds its send when it starts
+    await buffer.start()
+    return buffer
+
+
+async def test_flush_returns_only_when_every_queued_record_was_handed_to_the_client() -> None:
+    sent: list[int] = []
+    buffer = await _slow_buffer(0.25, sent)
+    try:
+        for n in range(3):
+            buffer.put(n)  # type: ignore[arg-type]
+        await buffer.flush()
+        assert sent == [0, 1, 2]
+        assert buffer.size == 0
+    finally:
+        await buffer.stop()
+
+
+async def test_flush_waits_for_the_record_being_handed_over_when_the_queue_is_empty() -> None:
+    sent: list[int] = []
+    buffer = await _slow_buffer(0.25, sent)
+    try:
+        buffer.put(7)  # type: ignore[arg-type]
+        for _ in range(100):  # until the buffer's task takes it: queue empty, send in flight
+            if not buffer.size:
+                break
+            await asyncio.sleep(0)
+        assert buffer.size == 0
+        await buffer.flush()
+        assert sent == [7]
+    finally:
+        await buffer.stop()
+
+
+async def test_flush_of_a_stopped_buffer_with_records_left_raises() -> None:
+    sent: list[int] = []
+    buffer = await _slow_buffer(0.0, sent)
+    await buffer.stop()
+    buffer.put(1)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="1 record"):
+        await buffer.flush()
+
+
+class _Client:
+    """The aiokafka consumer under Faust's: records which partitions were sought where."""
+
+    def __init__(self, committed: dict[Any, int | None]) -> None:
+        self.committed = committed
+        self.to_beginning: list[Any] = []
+
+    async def seek_to_committed(self) -> dict[Any, int | None]:
+        return dict(self.committed)
+
+    async def seek_to_beginning(self, *tps: Any) -> None:
+        self.to_beginning += tps
+
+
+class _FaustConsumer:
+    def __init__(self, client: _Client) -> None:
+        self.client = client
+
+    def _ensure_consumer(self) -> _Client:
+        return self.client
+
+    async def call_thread(self, fn: Any, *args: Any) -> Any:
+        return await fn(*args)
+
+    async def seek_to_committed(self) -> Any:
+        return await self.call_thread(self.client.seek_to_committed)
+
+
+async def test_source_partitions_with_no_commit_are_sought_to_their_beginning() -> None:
+    """aiokafka seeks only partitions with a committed offset above 0: a source partition the
+    group never committed kept the position its dropped pre-seek fetch left (issue 13: the one
+    record of a partition taken over from a killed worker was never counted)."""
+    from aiokafka import TopicPartition as TP
+
+    from streams._faust import seek_uncommitted_to_beginning
+
+    committed = {
+        TP("t.account-disrupted", 0): 12,
+        TP("t.report-released", 2): None,
+        TP("t.network-identified", 1): 0,
+        TP("t-worker-events-changelog", 2): None,  # tables' partitions: Faust seeks those
+    }
+    client = _Client(committed)
+    consumer = _FaustConsumer(client)
+    seek_uncommitted_to_beginning(
+        consumer, {"t.account-disrupted", "t.report-released", "t.network-identified"}
+    )
+    assert await consumer.seek_to_committed() == committed
+    expected = [TP("t.network-identified", 1), TP("t.report-released", 2)]
+    assert sorted(client.to_beginning) == expected
+
+
+def test_the_worker_app_carries_both_fixes(tmp_path: Path) -> None:
+    from disruptfeed.settings import Settings
+    from streams.app import create_app
+
+    settings = Settings(
+        topic_prefix="t-fixes",
+        data_dir=tmp_path,
+        worker_store="memory://",
+        bootstrap_servers="127.0.0.1:9",  # never contacted: the app is built, not started
+    )
+    app = create_app(settings)
+    assert app.producer.buffer.flush.__qualname__.startswith("durable_flush.")
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    assert thread.seek_to_committed.__qualname__.startswith("seek_uncommitted_to_beginning.")
+    assert callable(thread._ensure_consumer)
+    assert callable(thread.call_thread)
