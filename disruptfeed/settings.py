@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     worker_store: str = Field(
         default="rocksdb://",
         pattern=r"^(rocksdb|memory)://$",
-        description="Table store: rocksdb:// keeps state on disk, memory:// rebuilds on start.",
+        description="Table store: rocksdb:// keeps state on disk; memory:// rebuilds on start "
+        "and is for a single worker (its recovery is not reliable when partitions move "
+        "between workers).",
     )
     grace_seconds: int = Field(
         default=3_600,

@@ -27,6 +27,7 @@ __all__ = [
     "create_app",
     "restore_state",
     "run_worker",
+    "shared_memory_store_warning",
     "state_dir",
     "use_uvloop",
     "worker_state",
@@ -94,6 +95,25 @@ class WorkerState:
     """How long the last recovery took, rebalance to counts rebuilt."""
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     """The worker's own metrics registry (/metrics), never prometheus_client's global one."""
+    warned_memory_store: bool = False
+    """Whether :func:`shared_memory_store_warning` was logged already."""
+
+
+def shared_memory_store_warning(store: str, assigned: int, total: int) -> str | None:
+    """What to say when a memory:// worker shares the source partitions with other workers.
+
+    Faust's in-memory store keeps no changelog offsets: a partition that moves between workers
+    is recovered from the changelog's start over what the store holds, and in the two-worker
+    tests that stalled recovery ("No event received for active tp") or left totals short.
+    RocksDB keeps its offsets and passes the same tests; memory:// is for one worker.
+    """
+    if not store.startswith("memory") or assigned >= total:
+        return None
+    return (
+        f"this worker holds {assigned} of the feed's {total} source partitions with "
+        "DISRUPTFEED_WORKER_STORE=memory://, whose recovery is not reliable when partitions "
+        "move between workers: set DISRUPTFEED_WORKER_STORE=rocksdb:// on every worker"
+    )
 
 
 def worker_state(app: faust.App) -> WorkerState:
@@ -234,6 +254,12 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
     async def assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         if state.recovery_started is None:  # the first assignment: no revocation before it
             state.recovery_started = time.monotonic()
+        warning = shared_memory_store_warning(
+            settings.worker_store, len(source_partitions()), len(topic_types) * settings.partitions
+        )
+        if warning and not state.warned_memory_store:
+            state.warned_memory_store = True
+            log.warning("%s", warning)
 
     def source_partitions() -> set[tuple[str, int]]:
         actives = app.assignor.assigned_actives()

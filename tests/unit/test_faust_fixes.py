@@ -146,3 +146,14 @@ def test_the_worker_app_carries_both_fixes(tmp_path: Path) -> None:
     assert thread.seek_to_committed.__qualname__.startswith("seek_uncommitted_to_beginning.")
     assert callable(thread._ensure_consumer)
     assert callable(thread.call_thread)
+
+
+def test_a_memory_store_shared_between_workers_is_warned_about() -> None:
+    from streams.app import shared_memory_store_warning
+
+    assert shared_memory_store_warning("rocksdb://", 3, 9) is None
+    assert shared_memory_store_warning("memory://", 9, 9) is None  # one worker holds them all
+    warning = shared_memory_store_warning("memory://", 3, 9)
+    assert warning is not None
+    assert "3 of the feed's 9" in warning
+    assert "DISRUPTFEED_WORKER_STORE=rocksdb://" in warning
