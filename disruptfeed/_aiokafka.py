@@ -9,7 +9,13 @@ tests/unit/test_compat.py fails if those attributes move.
 
 from __future__ import annotations
 
-__all__ = ["cluster_metadata", "start_consumer_client", "start_producer_client", "stop_client"]
+__all__ = [
+    "cluster_metadata",
+    "start_consumer_client",
+    "start_producer_client",
+    "stop_client",
+    "stop_producer_within",
+]
 
 import asyncio
 from typing import Any
@@ -52,6 +58,24 @@ async def stop_client(client: Any) -> None:
         for conn in list(getattr(inner, "_conns", {}).values()):
             conn.close()
         raise
+
+
+async def stop_producer_within(producer: Any, seconds: float) -> bool:
+    """Stop an aiokafka producer, giving up on what it still holds after ``seconds``.
+
+    ``stop()`` waits for every pending batch, for ever while the broker is away. Past the
+    deadline the sender task is cancelled and the connections closed; the batches it held are
+    dropped (their senders were told they were not acknowledged). True if it stopped cleanly.
+    """
+    try:
+        await asyncio.wait_for(stop_client(producer), seconds)
+    except TimeoutError:
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            await sender.close()
+        await producer.client.close()
+        return False
+    return True
 
 
 async def _started(client: Any) -> None:

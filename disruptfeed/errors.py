@@ -20,6 +20,7 @@ operation later, or give up on the input and dead-letter or reject it.
     ├── BrokerError                     yes   the broker could not be reached or refused
     │   ├── BrokerNotRunningError       yes   no broker answers at the configured address
     │   └── PublishError                yes   a send failed after the client's own retries
+    │       └── DeliveryTimeoutError    yes   not acknowledged by the delivery deadline
     ├── LauncherError                   no    the embedded broker cannot be started here
     │   ├── MissingToolError            no    java or mvn is not installed
     │   └── IntegrityError              no    a downloaded jar or Go module fails its checksum
@@ -39,6 +40,7 @@ __all__ = [
     "ConnectionSecurityError",
     "DecodeError",
     "DeliveryError",
+    "DeliveryTimeoutError",
     "DisruptFeedError",
     "EndpointGoneError",
     "EndpointRefusedError",
@@ -234,6 +236,14 @@ class BrokerNotRunningError(BrokerError):
 
 class PublishError(BrokerError):
     """A send failed after the Kafka client exhausted its own retries."""
+
+
+class DeliveryTimeoutError(PublishError):
+    """The broker did not acknowledge a record by ``DISRUPTFEED_DELIVERY_TIMEOUT_SECONDS``.
+
+    The record may still arrive (the client kept it until the producer stopped): publishing it
+    again is safe, since the worker counts an event id once.
+    """
 
 
 class LauncherError(DisruptFeedError):

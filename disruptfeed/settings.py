@@ -79,6 +79,14 @@ class Settings(BaseSettings):
         default=None, description="Password of an encrypted client key."
     )
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    delivery_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=86_400,
+        description="How long a publish waits for the broker to acknowledge a chunk of events "
+        "before it reports them as not acknowledged (exit 3); the Kafka client alone retries "
+        "for as long as the broker is away.",
+    )
 
     # --- Topics --------------------------------------------------------------------------------
     topic_prefix: str = Field(default="disruptfeed", pattern=r"^[A-Za-z0-9._-]+$")

@@ -18,16 +18,18 @@ __all__ = ["FeedProducer", "PublishOutcome"]
 
 import asyncio
 import base64
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
 
-from disruptfeed._aiokafka import start_consumer_client
+from disruptfeed._aiokafka import start_consumer_client, stop_producer_within
 from disruptfeed._keys import SigningKey, load_signing_key
 from disruptfeed._security import connect_failure
 from disruptfeed.errors import (
+    DeliveryTimeoutError,
     DisruptFeedError,
     PublishError,
 )
@@ -37,6 +39,8 @@ from producers._sequence import SequenceStore, sequence_store
 from producers._skew import too_far_ahead
 from schemas import EventBase, codec
 from schemas._provenance import KEY_ID_HEADER, SEQUENCE_HEADER, SIGNATURE_HEADER, signed_message
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +149,11 @@ class FeedProducer:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             try:
-                await producer.stop()
+                # Whatever is still unacknowledged then was reported so by publish_many.
+                if not await stop_producer_within(
+                    producer, self._settings.delivery_timeout_seconds
+                ):
+                    log.warning("the broker did not take the last records before the deadline")
             finally:
                 if self._sequences is not None:
                     self._sequences.release()
@@ -198,6 +206,8 @@ class FeedProducer:
         # Keyed by UUID.int: UUID.__hash__ is Python code, and this loop is the producer's hot path.
         seen: set[int] = set()
         pending: list[tuple[UUID, str, asyncio.Future[Any] | PublishOutcome]] = []
+        # The client retries for as long as the broker is away; the caller is told at a deadline.
+        deadline = asyncio.get_running_loop().time() + settings.delivery_timeout_seconds
         async with self._send_lock:
             for event in events:
                 event_id, topic = event.event_id, topic_for(settings, event)
@@ -222,31 +232,60 @@ class FeedProducer:
                 try:
                     # The record timestamp stays the append time, so time-range lookups
                     # (offsets_for_times) follow the log's order; event time is in the body.
-                    fut = await send(topic, value=value, key=key(event), headers=record_headers)
-                except KafkaError as exc:
+                    async with asyncio.timeout_at(deadline):  # a TimerHandle, not a task
+                        fut = await send(topic, value=value, key=key(event), headers=record_headers)
+                except (KafkaError, TimeoutError) as exc:
                     store.give_back(event.source, number)  # never enqueued: no gap
-                    outcome = PublishOutcome(event_id, topic, error=_wrap(exc))
-                    pending.append((event_id, topic, outcome))
+                    error = _late(settings) if isinstance(exc, TimeoutError) else _wrap(exc)
+                    pending.append((event_id, topic, PublishOutcome(event_id, topic, error=error)))
                 else:
                     pending.append((event_id, topic, fut))
-        outcomes: list[PublishOutcome] = []
-        for event_id, topic, item in pending:
-            if isinstance(item, PublishOutcome):
-                outcomes.append(item)
-                continue
-            try:
-                meta = await item
-            except KafkaError as exc:
-                outcomes.append(PublishOutcome(event_id, topic, error=_wrap(exc)))
-            else:
-                store.acknowledged(topic, meta.partition, meta.offset)
-                outcomes.append(PublishOutcome(event_id, topic, meta.partition, meta.offset))
+        outcomes = await _acknowledged(pending, store, settings, deadline)
         store.save()
         return outcomes
 
     async def flush(self) -> None:
         """Wait until every record sent so far is acknowledged."""
         await self._require().flush()
+
+
+async def _acknowledged(
+    pending: list[tuple[UUID, str, asyncio.Future[Any] | PublishOutcome]],
+    store: SequenceStore,
+    settings: Settings,
+    deadline: float,
+) -> list[PublishOutcome]:
+    """Each sent record's outcome, waiting for acknowledgements until ``deadline`` (loop time)."""
+    from aiokafka.errors import KafkaError
+
+    outcomes: list[PublishOutcome] = []
+    try:
+        async with asyncio.timeout_at(deadline):
+            for event_id, topic, item in pending:
+                if isinstance(item, PublishOutcome):
+                    outcomes.append(item)
+                    continue
+                try:
+                    # shield: the client keeps the record past the deadline; its future stays
+                    # uncancelled for it.
+                    meta = await asyncio.shield(item)
+                except KafkaError as exc:
+                    outcomes.append(PublishOutcome(event_id, topic, error=_wrap(exc)))
+                else:
+                    store.acknowledged(topic, meta.partition, meta.offset)
+                    outcomes.append(PublishOutcome(event_id, topic, meta.partition, meta.offset))
+    except TimeoutError:
+        for event_id, topic, item in pending[len(outcomes) :]:
+            late = item if isinstance(item, PublishOutcome) else None
+            outcomes.append(late or PublishOutcome(event_id, topic, error=_late(settings)))
+    return outcomes
+
+
+def _late(settings: Settings) -> DeliveryTimeoutError:
+    return DeliveryTimeoutError(
+        f"not acknowledged within {settings.delivery_timeout_seconds:g} s "
+        "(DISRUPTFEED_DELIVERY_TIMEOUT_SECONDS); is the broker up? Publishing it again is safe"
+    )
 
 
 def _wrap(exc: Exception) -> PublishError:

@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from disruptfeed.errors import DeliveryTimeoutError
 from disruptfeed.settings import Settings
 from producers._jsonl import LineResult, read_events
-from producers._producer import FeedProducer
+from producers._producer import FeedProducer, PublishOutcome
 from producers._skew import too_far_ahead
 from schemas import EventBase
 
@@ -62,12 +63,23 @@ async def publish_lines(
     batch: list[tuple[int, EventBase]] = []
 
     async with FeedProducer(settings) as producer:
+        stalled = False  # a chunk met the delivery deadline: the broker is away
 
         async def flush() -> None:
-            outcomes = await producer.publish_many([event for _, event in batch])
+            nonlocal stalled
+            if stalled:
+                # Each chunk would wait out the deadline again: the rest is reported unsent.
+                unsent = "not sent: an earlier chunk was not acknowledged in time; send it again"
+                outcomes = [
+                    PublishOutcome(event.event_id, "", error=DeliveryTimeoutError(unsent))
+                    for _, event in batch
+                ]
+            else:
+                outcomes = await producer.publish_many([event for _, event in batch])
             for (line, _), outcome in zip(batch, outcomes, strict=True):
                 if outcome.error is not None:
                     report.failed.append((line, str(outcome.error)))
+                    stalled = stalled or isinstance(outcome.error, DeliveryTimeoutError)
                 else:
                     report.published += 1
             if on_progress:

@@ -46,8 +46,9 @@ def publish(ctx: click.Context, file: Path, chunk: int) -> None:
     Each line is one event (see 'disruptfeed schemas export'). Bad lines are reported on stderr
     as FILE:LINE: field: reason and skipped; the lines around them are still published. A repeated
     event id is published once. Exits 1 if any line was rejected; 3 if the broker is unreachable
-    or did not acknowledge some lines (listed as FILE:LINE: not acknowledged: reason; publishing
-    them again is safe, since the worker counts an event id once).
+    or did not acknowledge some lines within DISRUPTFEED_DELIVERY_TIMEOUT_SECONDS (listed as
+    FILE:LINE: not acknowledged: reason, with the lines not sent after that; publishing them
+    again is safe, since the worker counts an event id once).
     """
     from producers import LineResult, publish_lines
 

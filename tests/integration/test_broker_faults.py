@@ -65,13 +65,17 @@ def _offsets_total(settings: Settings) -> int:
     return asyncio.run(total())
 
 
-@pytest.mark.parametrize("outage_s", [0, 15])
+@pytest.mark.parametrize(
+    ("outage_s", "deadline_s"),
+    [(0, 120), (15, 120), (40, 8)],
+    ids=["restart-at-once", "outage-15s", "outage-past-the-deadline"],
+)
 async def test_broker_killed_mid_publish_loses_no_acknowledged_event(
-    own_broker: LocalBroker, tmp_path: Path, outage_s: float
+    own_broker: LocalBroker, tmp_path: Path, outage_s: float, deadline_s: float
 ) -> None:
-    """Restarted at once, or after an outage 3x the request timeout. Here the producer's
-    retries carried every send through both; any line not acknowledged would be reported,
-    exit 3, and published again below."""
+    """Restarted at once, or after an outage 3x the request timeout: the client's retries carry
+    every send through. Or after an outage past the delivery deadline: publish reports the lines
+    not acknowledged (and those it did not send), exits 3, and publishing them again is safe."""
     settings = Settings(
         bootstrap_servers=own_broker.bootstrap_servers,
         topic_prefix=f"t-{uuid.uuid4().hex[:12]}",
@@ -89,6 +93,7 @@ async def test_broker_killed_mid_publish_loses_no_acknowledged_event(
         "DISRUPTFEED_TOPIC_PREFIX": settings.topic_prefix,
         "DISRUPTFEED_DATA_DIR": str(settings.data_dir),
         "DISRUPTFEED_REQUEST_TIMEOUT_MS": "5000",
+        "DISRUPTFEED_DELIVERY_TIMEOUT_SECONDS": str(deadline_s),
     }
 
     def publish(file: Path) -> subprocess.CompletedProcess[str]:
@@ -110,6 +115,8 @@ async def test_broker_killed_mid_publish_loses_no_acknowledged_event(
     task = asyncio.create_task(asyncio.to_thread(publish, path))
     await asyncio.to_thread(kill_mid_publish)
     done = await task
+    if outage_s > deadline_s * 3:  # the deadline passed while the broker was down
+        assert done.returncode == EXIT_BROKER, done.stderr[-2_000:]
 
     failed = sorted(
         int(n) for n in re.findall(r"^\S+:(\d+): not acknowledged: ", done.stderr, re.MULTILINE)
