@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["bench"]
 
+import asyncio
 import contextlib
 import dataclasses
 import importlib.util
@@ -83,10 +84,22 @@ def _say(message: str) -> None:
     type=click.Choice([spec.name for spec in CASES]),
     help="Run only this case (repeatable); ratios need their peers' figures.",
 )
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Against a cluster of yours (DISRUPTFEED_BOOTSTRAP_SERVERS): create and delete the "
+    "bench's own bench-* topics without asking.",
+)
 @bootstrap_option
 @click.pass_context
 def bench(
-    ctx: click.Context, quick: bool, runs: int | None, json_file: Path | None, only: tuple[str, ...]
+    ctx: click.Context,
+    quick: bool,
+    runs: int | None,
+    json_file: Path | None,
+    only: tuple[str, ...],
+    yes: bool,
 ) -> None:
     """Benchmark the feed against Kafka's own tools and the raw Python clients, side by side.
 
@@ -118,6 +131,8 @@ def bench(
         workdir = Path(tmp)
         try:
             with _broker(settings, workdir) as (settings, where):
+                if not settings.embedded:
+                    _may_touch(settings, yes)
                 lib = LocalBroker(settings).resolve_jars(_say)
                 env = environment(settings.kafka_version, where)
                 runner = Bench(settings, plan, workdir, lib, _say)
@@ -138,6 +153,33 @@ def bench(
     failed = [c["name"] for c in document["cases"] if "error" in c]
     if failed:
         fail(f"cases that could not be measured: {', '.join(failed)}", EXIT_REJECTED)
+
+
+def _may_touch(settings: Settings, yes: bool) -> None:
+    """On a cluster of the user's: refuse beside bench-like topics not ours, else ask (or --yes).
+
+    The bench deletes the topics it creates by their prefix; a topic already named like them
+    could be someone's, so the bench does not run beside one.
+    """
+    from disruptfeed.bench._topics import others_topics
+
+    theirs = asyncio.run(others_topics(settings))
+    if theirs:
+        shown = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
+        fail(
+            f"{settings.bootstrap} already has {len(theirs)} topic(s) named like the bench's "
+            f"own ({shown}); the bench deletes the topics it creates by name and will not run "
+            "beside ones it did not create. Delete them if they are a bench's leftovers "
+            "(kafka-topics.sh --delete --topic 'bench-.*'), or run against another cluster.",
+            EXIT_CONFIG,
+        )
+    if yes:
+        return
+    question = f"The bench creates and deletes topics named bench-* on {settings.bootstrap}. Go on?"
+    if not sys.stdin.isatty():
+        fail(f"{question} No terminal to ask on: pass --yes to let it.", EXIT_CONFIG)
+    if not click.confirm(question, default=False, err=True):
+        fail("stopped: nothing was created.", EXIT_CONFIG)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["create_topics", "delete_topics", "first_group"]
+__all__ = [
+    "BENCH_MARK",
+    "create_topics",
+    "delete_topics",
+    "first_group",
+    "is_ours",
+    "others_topics",
+]
 
 import asyncio
 import logging
@@ -19,6 +26,39 @@ from schemas import EventBase
 
 log = logging.getLogger(__name__)
 _READY_TIMEOUT_S = 60.0
+
+BENCH_MARK = "bench-"
+"""How every topic the bench creates begins its prefix (``bench-<run id>-<case>-<run>``)."""
+
+
+def is_ours(topic: str, prefix: str) -> bool:
+    """Whether ``topic`` carries this run's ``prefix`` as a whole name part.
+
+    The project's topics start with it (``<prefix>.<name>``, ``<prefix>-worker-...``); Quix
+    names its internal topics after its consumer group, which holds the prefix after a
+    separator. A prefix inside a longer word (``xbench-...``, ``<prefix>0``) is someone else's.
+    """
+    start = topic.find(prefix)
+    while start != -1:
+        end = start + len(prefix)
+        before_ok = start == 0 or not topic[start - 1].isalnum()
+        after_ok = end == len(topic) or topic[end] in ".-_"
+        if before_ok and after_ok:
+            return True
+        start = topic.find(prefix, start + 1)
+    return False
+
+
+async def others_topics(settings: Settings) -> list[str]:
+    """Topics on the cluster that look like the bench's own but that this run did not create."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**settings.client_kwargs())
+    await admin.start()
+    try:
+        return sorted(t for t in await admin.list_topics() if is_ours(t, BENCH_MARK.rstrip("-")))
+    finally:
+        await admin.close()
 
 
 async def first_group(settings: Settings, events: list[EventBase]) -> None:
@@ -93,14 +133,14 @@ def _all_led(described: list[dict[str, Any]], specs: list[TopicSpec]) -> bool:
 
 
 async def delete_topics(settings: Settings, prefix: str) -> None:
-    """Delete every topic whose name contains ``prefix``; a failure is only logged."""
+    """Delete every topic that carries ``prefix`` (:func:`is_ours`); a failure is only logged."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
     admin = AIOKafkaAdminClient(**settings.client_kwargs())
     try:
         await admin.start()
-        doomed = [t for t in await admin.list_topics() if prefix in t]
+        doomed = [t for t in await admin.list_topics() if is_ours(t, prefix)]
         if doomed:
             await admin.delete_topics(doomed)
     except (KafkaError, OSError) as exc:

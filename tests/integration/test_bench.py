@@ -71,7 +71,7 @@ def bench(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ben
     out: Path = tmp_path_factory.mktemp("bench") / "bench.json"
     env = {**os.environ, "DISRUPTFEED_BOOTSTRAP_SERVERS": kafka_bootstrap}
     done = subprocess.run(
-        [sys.executable, "-m", "disruptfeed", "bench", "--quick", "--json", str(out)],
+        [sys.executable, "-m", "disruptfeed", "bench", "--quick", "--yes", "--json", str(out)],
         env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -193,3 +193,41 @@ def test_stdout_is_a_markdown_table_of_every_case(bench: BenchRun) -> None:
     assert lines[1].startswith("| --- |")
     rows = {line.split("|")[1].strip() for line in lines[2:]}
     assert rows == set(CASES)
+
+
+def _bench_cli(kafka_bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DISRUPTFEED_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    return subprocess.run(
+        [sys.executable, "-m", "disruptfeed", "bench", "--quick", "--case", "feed-processor",
+         *args],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def test_on_a_users_cluster_the_bench_asks_first(kafka_bootstrap: str) -> None:
+    done = _bench_cli(kafka_bootstrap)  # no terminal, no --yes
+    assert done.returncode == 4, done.stderr[-2_000:]
+    assert "pass --yes" in done.stderr
+    assert "creates and deletes topics named bench-*" in done.stderr
+
+
+async def test_the_bench_will_not_run_beside_bench_like_topics_it_did_not_create(
+    kafka_bootstrap: str,
+) -> None:
+    import uuid
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    name = f"bench-{uuid.uuid4().hex[:8]}-someone-elses"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1)])
+        done = _bench_cli(kafka_bootstrap, "--yes")
+        assert done.returncode == 4, done.stderr[-2_000:]
+        assert name in done.stderr
+        assert name in await admin.list_topics()  # left alone
+    finally:
+        await admin.delete_topics([name])
+        await admin.close()
