@@ -126,13 +126,14 @@ class Episode:
     def observe(self, fresh: Episode) -> Episode:
         """This episode updated by a newer evaluation of the same fingerprint.
 
-        The start and last send stay; the measurements are the fresh ones; sample ids merge; a
-        hold only ever extends (a network named again while held stays one episode).
+        The start, last send and repeat count stay; the measurements are the fresh ones; sample
+        ids merge; a hold only ever extends (a network named again while held stays one episode).
         """
         holds = [h for h in (self.hold_until_ms, fresh.hold_until_ms) if h is not None]
         return fresh.replace(
             starts_ms=self.starts_ms,
             last_sent_ms=self.last_sent_ms,
+            repeats=self.repeats,
             hold_until_ms=max(holds, default=None),
             sample_ids=merge_samples(self.sample_ids, fresh.sample_ids),
         )

@@ -209,6 +209,17 @@ def test_threshold_fires_once_repeats_after_interval_and_resolves_once() -> None
     assert again.alert_id not in {fired.alert_id, resolved.alert_id}
 
 
+def test_each_repeat_of_a_long_episode_has_its_own_number_and_id() -> None:
+    """Found profiling (issue 16): observe() dropped the count, so every repeat was repeat 1
+    with one alert id, and a subscriber deduplicating by id kept only the first repeat."""
+    feed = Feed(threshold_rules())
+    feed_minutes(feed, 0, 10, 20)  # fires at 20
+    repeats = [a for m in range(25, 400, 5) for a in feed_minutes(feed, m, m + 1, m + 2)]
+    assert [a.repeat for a in repeats] == list(range(1, len(repeats) + 1))
+    assert len(repeats) >= 5
+    assert len({a.alert_id for a in repeats}) == len(repeats)
+
+
 def test_never_repeat_and_samples_are_the_last_ten_ids(tmp_path: Path) -> None:
     rules = load_rules(write(tmp_path, 'repeat_interval = "never"\n' + THRESHOLD))
     assert rules.repeat_interval is None
