@@ -193,20 +193,28 @@ class Lifecycle:
         """
         fp = fp or fingerprint(fresh.rule, fresh.labels)
         ep = self.episodes.get(fp)
+        if ep is not None:
+            return self.advance(ep.observe(fresh), now_ms, fp)
+        if not fresh.holds(now_ms) and fresh.hold_until_ms is None:
+            return []
+        # An immediate alert whose hold already passed (its partition lags) still fires and
+        # then resolves at once, so each qualifying event yields the same pair on every run.
+        return self._settle(fresh, now_ms, fp, [fresh.alert(fp, "firing")])
+
+    def advance(self, ep: Episode, now_ms: int, fp: str) -> list[Alert]:
+        """:meth:`step` for a live episode the caller already merged its evaluation into.
+
+        ``ep`` is what ``observe`` would give: the engine builds it in one go for a series whose
+        episode is live, the common case under a sustained burst.
+        """
         out: list[Alert] = []
-        if ep is None:
-            if not fresh.holds(now_ms) and fresh.hold_until_ms is None:
-                return []
-            # An immediate alert whose hold already passed (its partition lags) still fires and
-            # then resolves at once, so each qualifying event yields the same pair on every run.
-            ep = fresh
+        due = self.repeat_ms is not None and now_ms - ep.last_sent_ms >= self.repeat_ms
+        if due and ep.holds(now_ms):
+            ep = ep.replace(last_sent_ms=now_ms, repeats=ep.repeats + 1)
             out.append(ep.alert(fp, "firing"))
-        else:
-            ep = ep.observe(fresh)
-            due = self.repeat_ms is not None and now_ms - ep.last_sent_ms >= self.repeat_ms
-            if due and ep.holds(now_ms):
-                ep = ep.replace(last_sent_ms=now_ms, repeats=ep.repeats + 1)
-                out.append(ep.alert(fp, "firing"))
+        return self._settle(ep, now_ms, fp, out)
+
+    def _settle(self, ep: Episode, now_ms: int, fp: str, out: list[Alert]) -> list[Alert]:
         self._changed[fp] = None
         if ep.holds(now_ms):
             self.episodes[fp] = ep

@@ -69,10 +69,16 @@ class AlertEngine:
                     continue
                 fp = self._window_fingerprint(rule.name, event.region, event.type)
                 reading = _read(rule, event.region, store, now_ms)
-                if reading.value < reading.required and fp not in self._life.episodes:
-                    continue  # nothing firing and nothing to start: no episode to build
-                samples = merge_samples(sample_ids, [event.event_id])
-                out += self._life.step(_episode(rule, labels, reading, now_ms, samples), now_ms, fp)
+                live = self._life.episodes.get(fp)
+                if live is not None:  # one Episode built, not a fresh one and its merge
+                    samples = merge_samples(sample_ids, [event.event_id])
+                    merged = merge_samples(live.sample_ids, samples)
+                    seen = _observed(live, rule, reading, now_ms, merged)
+                    out += self._life.advance(seen, now_ms, fp)
+                elif reading.value >= reading.required:  # else nothing to start
+                    samples = merge_samples(sample_ids, [event.event_id])
+                    fresh = _episode(rule, labels, reading, now_ms, samples)
+                    out += self._life.step(fresh, now_ms, fp)
             elif (held := _held(rule, event, now_ms)) is not None:
                 out += self._life.step(held, now_ms)
         return out
@@ -107,7 +113,9 @@ class AlertEngine:
                     # with its own events, each of which re-evaluates it: the result would match.
                     continue
                 reading = _read(rule, ep.labels["region"], store, now_ms)
-                out += self._life.step(_episode(rule, ep.labels, reading, now_ms, ()), now_ms, fp)
+                out += self._life.advance(
+                    _observed(ep, rule, reading, now_ms, ep.sample_ids), now_ms, fp
+                )
             elif rule is not None and rule.kind == ep.kind and ep.hold_until_ms is not None:
                 out += self._life.touch(fp, now_ms)
             else:
@@ -184,6 +192,36 @@ def _episode(
         threshold=required,
         baseline=reading.baseline,
         sample_ids=tuple(samples),
+        summary=(
+            f"{head} >= {reading.how}" if value >= required else f"{head} < {reading.how}; resolved"
+        ),
+    )
+
+
+def _observed(
+    live: Episode, rule: WindowRule, reading: _Reading, now: int, samples: tuple[UUID, ...]
+) -> Episode:
+    """``live.observe(_episode(...))`` built at once: what a live episode becomes at ``now``.
+
+    ``samples`` are the merged sample ids (``merge_samples(live.sample_ids, new ones)``).
+    """
+    value, required = reading.value, reading.required
+    head = f"{live.labels['region']} {rule.event_type}: {value} in {rule.window}"
+    return Episode(
+        rule=rule.name,
+        kind=rule.kind,
+        severity=rule.severity,
+        labels=live.labels,
+        starts_ms=live.starts_ms,
+        last_sent_ms=live.last_sent_ms,
+        last_eval_ms=now,
+        window=rule.window,
+        value=value,
+        threshold=required,
+        baseline=reading.baseline,
+        hold_until_ms=live.hold_until_ms,
+        repeats=live.repeats,
+        sample_ids=samples,
         summary=(
             f"{head} >= {reading.how}" if value >= required else f"{head} < {reading.how}; resolved"
         ),

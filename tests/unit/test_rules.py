@@ -25,6 +25,7 @@ from streams._alerts import (
     derive_alert_id,
     encode_alert,
     fingerprint,
+    merge_samples,
     to_ms,
 )
 from streams._rules import NewNetworkRule, ReportRule, SurgeRule, ThresholdRule
@@ -439,3 +440,27 @@ def test_touch_matches_a_full_step(repeat_ms: int | None, minutes: int) -> None:
     fast.episodes[fp] = full.episodes[fp] = held
     assert fast.touch(fp, now) == full.step(held.replace(last_eval_ms=now), now, fp)
     assert fast.episodes == full.episodes
+
+
+@pytest.mark.parametrize(("value", "baseline"), [(12, None), (2, None), (40, 3.5), (1, 3.5)])
+def test_a_live_episode_built_at_once_equals_the_fresh_one_observed(
+    value: int, baseline: float | None
+) -> None:
+    """The engine's fast path for live episodes (issue 16) builds what observe() would."""
+    import uuid
+
+    from streams._engine import _episode, _observed, _Reading
+
+    rule = ThresholdRule(
+        name="burst", event_type=ACCOUNTS, window="1h", threshold=5, severity="info"
+    )
+    labels = {"region": "RU", "event_type": ACCOUNTS}
+    old_ids = tuple(uuid.uuid4() for _ in range(4))
+    new_ids = (old_ids[-1], uuid.uuid4(), uuid.uuid4())
+    live = _episode(rule, labels, _Reading(9, 5.0, None, "5"), 1_000, old_ids).replace(
+        last_sent_ms=1_500, repeats=3
+    )
+    reading = _Reading(value, 5.0, baseline, "5")
+    expected = live.observe(_episode(rule, dict(labels), reading, 9_000, new_ids))
+    got = _observed(live, rule, reading, 9_000, merge_samples(live.sample_ids, new_ids))
+    assert got == expected
