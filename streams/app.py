@@ -18,6 +18,9 @@ Design, and why:
 - Counts and the counted-id set are rebuilt in memory from the table after every recovery
   (``on_recover``) and kept by :class:`streams.CountStore`; Faust's windowed tables are not used
   (see the project's notes).
+
+What a batch does is in :mod:`streams._batch`; the state the agent and the views share is
+:class:`streams._worker_state.WorkerState`.
 """
 
 from __future__ import annotations
@@ -36,67 +39,30 @@ __all__ = [
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import faust
-from prometheus_client import CollectorRegistry
 
 from disruptfeed._http import application_options
 from disruptfeed._logging import LogFormat, configure_logging, startup_finished
 from disruptfeed._loop import use_uvloop
-from disruptfeed._metrics import Buckets, LagMonitor, new_registry
+from disruptfeed._metrics import LagMonitor, new_registry
 from disruptfeed.auth import check_bind
 from disruptfeed.settings import Settings, get_settings
 from disruptfeed.topics import ALERTS, DEAD_LETTER, cluster_id, event_types_by_topic
-from schemas import DLQ_VALUE_BYTES_HEADER
-from streams._alerts import alert_headers, alert_key, encode_alert
+from streams._batch import Sinks, count_batch, restore_state
 from streams._credentials import broker_credentials
 from streams._dashboard import register_dashboard
-from streams._engine import AlertEngine
-from streams._faust import as_current as _as_current
 from streams._faust import durable_flush, seek_uncommitted_to_beginning
 from streams._metrics import register_metrics_views, worker_collectors
-from streams._processor import Processor, Stats, dead_letter_headers
-from streams._rows import Row, RowIndex, compact, foreign_rows, read_rows
-from streams._seen import DAY_MS
+from streams._processor import Processor
+from streams._rows import foreign_rows
 from streams._state import discard_stale_state
 from streams._views import register_views
-from streams._windows import CountStore
+from streams._worker_state import WorkerState, worker_state
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class WorkerState:
-    """What the agent and the web views share inside one worker process."""
-
-    settings: Settings
-    processor: Processor
-    recovered: bool = False
-    restored_events: int = 0
-    rows: RowIndex = field(default_factory=RowIndex)
-    """The ``events`` table's batch rows and their event times, for compaction."""
-    compacted: dict[int, int] = field(default_factory=dict)
-    """Partition -> the day (of its slowest source's cut) its table rows were last compacted to."""
-    agent: Any = None
-    """The counting agent (for ``agent.test_context()`` in unit tests)."""
-    source_partitions: Callable[[], set[tuple[str, int]]] = set
-    """The source (topic, partition) pairs assigned to this worker now."""
-    lag: LagMonitor | None = None
-    """The group's lag on :attr:`source_partitions`, measured in the background (create_app)."""
-    latency: Buckets = field(default_factory=Buckets)
-    """Seconds from each record's timestamp to the end of the batch that handled it."""
-    recovery_started: float | None = None
-    """``time.monotonic()`` when the current recovery began (a rebalance); None when recovered."""
-    restore_seconds: float | None = None
-    """How long the last recovery took, rebalance to counts rebuilt."""
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    """The worker's own metrics registry (/metrics), never prometheus_client's global one."""
-    warned_memory_store: bool = False
-    """Whether :func:`shared_memory_store_warning` was logged already."""
 
 
 def shared_memory_store_warning(store: str, assigned: int, total: int) -> str | None:
@@ -114,12 +80,6 @@ def shared_memory_store_warning(store: str, assigned: int, total: int) -> str | 
         "DISRUPTFEED_WORKER_STORE=memory://, whose recovery is not reliable when partitions "
         "move between workers: set DISRUPTFEED_WORKER_STORE=rocksdb:// on every worker"
     )
-
-
-def worker_state(app: faust.App) -> WorkerState:
-    """The shared state of an app built by :func:`create_app`."""
-    state: WorkerState = getattr(app, "feed_state")  # noqa: B009
-    return state
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -276,13 +236,13 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
         assert state.lag is not None
         await state.lag.run()
 
-    sinks = _Sinks(events, episodes, dead_letter, alerts)
+    sinks = Sinks(events, episodes, dead_letter, alerts)
 
     @app.agent(source, concurrency=1)
     async def count_events(stream: Any) -> None:
         wait = settings.batch_wait_ms / 1000
         async for batch in stream.take_events(settings.batch_size, within=wait):
-            await _count_batch(state, sinks, batch)
+            await count_batch(state, sinks, batch)
 
     state.agent = count_events
     state.registry = new_registry(worker_collectors(state))
@@ -290,233 +250,6 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
     register_dashboard(app, settings, tokens)
     register_metrics_views(app, state)
     return app
-
-
-@dataclass(frozen=True)
-class _Sinks:
-    """Where the agent writes: its two tables and two output topics."""
-
-    events: Any
-    episodes: Any
-    dead_letter: Any
-    alerts: Any
-
-
-async def _count_batch(state: WorkerState, sinks: _Sinks, batch: Sequence[Any]) -> None:
-    """Count a batch of source records: dead letters, alerts and one table row per partition.
-
-    Every alert is acknowledged before the row that records its transition is written: killed
-    in between, the records (not committed) are read again from the restored state and raise
-    the same alerts, same ids, again.
-
-    A record whose handling fails (a sink still refused it after retries, say) is dead-lettered
-    with the exception as its reason, by reference, and the rest of the batch is still counted:
-    Faust acknowledges the whole batch whatever happens, so an exception escaping here would
-    lose all of it. The failed record had already changed the counts and episodes in memory, so
-    they are rebuilt from the tables and the batch's earlier records replayed (without sending
-    again): memory then holds what a restart would restore. Failures are rare; a rebuild costs
-    a read of the tables.
-    """
-    rows: dict[int, Row] = {}
-    stats = state.processor.stats.copy()
-    failed: dict[int, str] = {}  # index in the batch -> the reason its dead letter counts under
-    for i, record in enumerate(batch):
-        try:
-            await _count_one(state, sinks, record, rows)
-        except Exception as exc:
-            if not isinstance(exc, _HalfApplied):
-                msg = record.message
-                log.exception("could not handle %s[%d]@%d; dead-lettered", msg.topic,
-                              msg.partition, msg.offset)  # fmt: skip
-                reasons = dead_letter_headers(msg.topic, msg.partition, msg.offset, exc)
-                reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(msg.value or b"")).encode()))
-                await _send(sinks.dead_letter, key=msg.key, value=b"", headers=reasons)
-            failed[i] = "internal" if isinstance(exc, _HalfApplied) else "handling-failed"
-            rows = await _replayed(state, sinks, [r for j, r in enumerate(batch[:i])
-                                                  if j not in failed], stats)  # fmt: skip
-            state.processor.stats.processed += len(failed)
-            for reason in failed.values():
-                state.processor.stats.dead_letter(reason)
-    for row in rows.values():
-        with _as_current(row.first):
-            msg = row.first.message
-            key = f"{msg.topic}:{msg.partition}:{msg.offset}"
-            sinks.events[key] = row.value()
-        # [event id, event type, region, occurred_ms, accounts, late, source]: see Counted
-        state.rows.note(key, ((e[6], e[3]) for e in row.events))
-    for partition, row in rows.items():
-        _compact_if_due(state, sinks, partition, row.first)
-    _observe_latency(state.latency, batch)
-
-
-def _observe_latency(latency: Buckets, batch: Sequence[Any]) -> None:
-    """One sample per record: its timestamp (publish time) to now, the batch handled."""
-    now = time.time()
-    observe = latency.observe
-    for record in batch:
-        stamp = record.message.timestamp
-        if stamp:
-            observe(max(0.0, now - stamp))
-
-
-def _compact_if_due(state: WorkerState, sinks: _Sinks, partition: int, record: Any) -> None:
-    """Fold a partition's rows older than the dedupe horizon into its summary, once a day.
-
-    Once per day of stream time (and once after each recovery) per partition: a scan of the
-    table, in memory. The deleted rows then leave the changelog at its next compaction, so a
-    restart reads the horizon's rows, not the whole history.
-    """
-    processor = state.processor
-    horizon = processor.dedupe_horizon_ms
-    if horizon is None:
-        return
-    store = processor.store
-    cuts = {
-        source: mark - horizon
-        for source in {s for s in store.sources().values() if s.endswith(f":{partition}")}
-        if (mark := store.watermark(source)) is not None
-    }
-    if not cuts:
-        return
-    day = min(cuts.values()) // DAY_MS
-    if state.compacted.get(partition) == day:
-        return
-    state.compacted[partition] = day
-    # Read as this partition's record: Faust's RocksDB store looks a key up in the current
-    # event's partition only, and a batch may end on another partition.
-    with _as_current(record):
-        plan = compact(partition, state.rows, sinks.events, cuts)
-    if not plan.deleted and not plan.absorbed:
-        return
-    with _as_current(record):
-        sinks.events[f"summary:{partition}"] = plan.summary  # first: see streams._rows
-        for key in plan.deleted:
-            del sinks.events[key]
-            state.rows.forget(key)
-    log.info("partition %d: %d events older than the dedupe horizon summarised, %d rows "
-             "deleted", partition, plan.absorbed, len(plan.deleted))  # fmt: skip
-
-
-async def _replayed(
-    state: WorkerState, sinks: _Sinks, records: Sequence[Any], stats: Stats
-) -> dict[int, Row]:
-    """The state from the tables, then ``records`` counted again without sending anything."""
-    restore_state(state, sinks.events.items, sinks.episodes.items())
-    state.processor.stats = stats.copy()
-    rows: dict[int, Row] = {}
-    for record in records:
-        await _count_one(state, sinks, record, rows, send=False)
-    return rows
-
-
-class _HalfApplied(Exception):
-    """A record was dead-lettered by the processor after a bug of ours may have half applied it."""
-
-
-_SEND_ATTEMPTS: Final = 6
-"""Tries of a send whose error is retriable (a leader moving, a broker restarting) before the
-record is given up as failed: 0.2 s doubling, about 6 s in all, on top of the producer's own."""
-
-
-async def _send(topic: Any, *, key: Any, value: bytes, headers: Any) -> None:
-    """Send one record and wait for its acknowledgement, retrying retriable errors."""
-    for attempt in range(_SEND_ATTEMPTS):
-        try:
-            sent = await topic.send(key=key, value=value, headers=headers)
-            await sent
-            return
-        except Exception as exc:
-            if not getattr(exc, "retriable", False) or attempt == _SEND_ATTEMPTS - 1:
-                raise
-            log.warning("send to %s failed (%s); retrying", getattr(topic, "name", topic), exc)
-            await asyncio.sleep(0.2 * 2**attempt)  # backoff between tries, not a wait for a state
-
-
-async def _count_one(
-    state: WorkerState, sinks: _Sinks, record: Any, rows: dict[int, Row], *, send: bool = True
-) -> None:
-    processor = state.processor
-    msg = record.message
-    outcome = processor.process(
-        msg.topic,
-        msg.partition,
-        msg.offset,
-        msg.key,
-        msg.value,
-        _headers(msg.headers),
-        timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
-    )
-    changes = processor.engine.take_changes()
-    if outcome.dead_letter is not None:
-        dl = outcome.dead_letter
-        if send:
-            await _send(sinks.dead_letter, key=dl.key, value=dl.value or b"", headers=dl.headers)
-        if outcome.internal_error:
-            raise _HalfApplied
-    elif send:
-        for alert in outcome.alerts:
-            await _send(
-                sinks.alerts,
-                key=alert_key(alert),
-                value=encode_alert(alert),
-                headers=alert_headers(alert),
-            )
-    # Only once every send is acknowledged: a record that fails leaves no trace in the rows.
-    if changes or outcome.counted is not None:
-        row = rows.get(msg.partition)
-        if row is None:
-            row = rows[msg.partition] = Row(record)
-        for fp, episode in changes:
-            row.episodes[fp] = [msg.offset, episode]
-    row = rows.get(msg.partition)
-    if row is not None:
-        row.offsets[f"{msg.topic}:{msg.partition}"] = msg.offset
-    if outcome.counted is not None and outcome.event is not None:
-        rows[msg.partition].events.append([str(outcome.event.event_id), *outcome.counted])
-
-
-def restore_state(
-    state: WorkerState,
-    event_rows: Callable[[], Iterable[tuple[Any, Any]]],
-    episode_rows: Iterable[tuple[Any, Any]],
-) -> None:
-    """Rebuild the counts, the counted ids and the alert episodes from the worker's tables.
-
-    ``event_rows`` gives the ``events`` table's rows (read twice, see :func:`read_rows`);
-    ``episode_rows`` is the ``alert-episodes`` table, which releases before this one wrote;
-    the episodes in ``events`` rows (see :mod:`streams._rows`) take precedence, the latest by
-    source offset for each fingerprint (each episode changes only with its own partition's
-    records).
-    """
-    settings = state.settings
-    restored = read_rows(event_rows)
-    store = CountStore(grace_ms=settings.grace_seconds * 1000)
-    state.restored_events = store.restore(restored.facts)
-    for totals in restored.totals:  # complete once the facts are read
-        store.add_totals(*totals)
-    state.processor.store = store
-    state.processor.seen = restored.seen
-    state.processor.replayed = restored.replayed
-    state.rows = restored.index
-    episodes: dict[str, Any] = dict(episode_rows)
-    for fp, (_, episode) in restored.episodes.items():
-        if episode is None:
-            episodes.pop(fp, None)
-        else:
-            episodes[fp] = episode
-    engine = AlertEngine(state.processor.engine.rules)
-    engine.restore(episodes)
-    state.processor.engine = engine
-    state.processor.rebuilt()  # sweeps know the restored episodes' partitions again
-    state.compacted.clear()  # each partition is compacted once after a recovery
-    state.recovered = True
-
-
-def _headers(raw: Any) -> list[tuple[str, bytes]]:
-    if not raw:
-        return []
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(str(k), bytes(v) if v is not None else b"") for k, v in items]
 
 
 def run_worker(

@@ -161,8 +161,9 @@ def test_compaction_reads_its_own_partition_whatever_record_is_current() -> None
     """Compaction reads its own partition's summary and rows whatever event is current: Faust's
     RocksDB store looks a key up in the current event's partition only, so read under a record
     of another partition it found nothing and skipped that day's compaction."""
+    from streams._batch import Sinks, compact_if_due
     from streams._faust import as_current
-    from streams.app import WorkerState, _compact_if_due, _Sinks
+    from streams.app import WorkerState
 
     settings = Settings(topic_prefix="t", dedupe_horizon_days=15)
     state = WorkerState(settings, Processor.for_settings(settings))
@@ -177,7 +178,7 @@ def test_compaction_reads_its_own_partition_whatever_record_is_current() -> None
     state.processor.store.restore(restored.facts)
     state.rows = restored.index
     table = _PartitionedTable(rows)
-    sinks = _Sinks(table, {}, None, None)
+    sinks = Sinks(table, {}, None, None)
     with as_current(_Event(1)):  # the batch's last record was on partition 1
-        _compact_if_due(state, sinks, 0, _Event(0))
+        compact_if_due(state, sinks, 0, _Event(0))
     assert table["summary:0"]["totals"] == [[SRC, "RU", "account.disrupted", 51, 102, 0]]

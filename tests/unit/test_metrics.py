@@ -25,8 +25,9 @@ from consumers._dispatcher import Dispatcher
 from disruptfeed._metrics import Buckets, LagMonitor, exported_names, metrics_body
 from disruptfeed.settings import Settings
 from schemas import codec
+from streams._batch import Sinks, count_batch
 from streams._processor import Stats
-from streams.app import WorkerState, _count_batch, _Sinks, create_app, worker_state
+from streams.app import WorkerState, create_app, worker_state
 from tests.factories import T0, account, network, report
 
 pytestmark = pytest.mark.unit
@@ -127,9 +128,9 @@ async def _feed(state: WorkerState) -> None:
         _Record(topics["network-identified"], 7, codec.encode(wrong), b"UA", now - 2),
         _Record(topics["account-disrupted"], 8, codec.encode(future), b"RU", T0.timestamp()),
     ]
-    sinks = _Sinks({}, {}, _Sink(), _Sink())
-    await _count_batch(state, sinks, batch)
-    await _count_batch(state, sinks, bad)
+    sinks = Sinks({}, {}, _Sink(), _Sink())
+    await count_batch(state, sinks, batch)
+    await count_batch(state, sinks, bad)
 
 
 async def test_worker_metrics_count_what_the_worker_did(

@@ -176,7 +176,8 @@ async def test_a_worker_killed_at_any_write_publishes_the_alerts_of_one_pass(
 ) -> None:
     """The real batch code, killed after a random number of writes, ten times over."""
     from schemas import decode_alert
-    from streams.app import WorkerState, _count_batch, _Sinks, restore_state
+    from streams._batch import Sinks, count_batch, restore_state
+    from streams.app import WorkerState
 
     sample = build_sample()
     records = [_Record(o, _record(e)) for o, e in enumerate(x for i in range(11)
@@ -200,8 +201,8 @@ async def test_a_worker_killed_at_any_write_publishes_the_alerts_of_one_pass(
             try:
                 while position < len(records):
                     batch = records[position : position + 50]
-                    sinks = _Sinks(events, episodes, _Topic(_Budget(-1)), alerts)
-                    await _count_batch(state, sinks, batch)
+                    sinks = Sinks(events, episodes, _Topic(_Budget(-1)), alerts)
+                    await count_batch(state, sinks, batch)
                     position += len(batch)
                     if rng.random() < 0.5:
                         committed = position

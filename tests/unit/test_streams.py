@@ -338,7 +338,8 @@ class _Record:
 
 
 async def test_a_record_whose_alert_cannot_be_sent_is_dead_lettered_and_the_batch_goes_on() -> None:
-    from streams.app import WorkerState, _count_batch, _Sinks
+    from streams._batch import Sinks, count_batch
+    from streams.app import WorkerState
 
     state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
 
@@ -346,7 +347,7 @@ async def test_a_record_whose_alert_cannot_be_sent_is_dead_lettered_and_the_batc
     events: dict[str, Any] = {}
     episodes: dict[str, Any] = {}
     batch = [_Record(account("RU"), 0), _Record(account("NG"), 1), _Record(account("CN"), 2)]
-    await _count_batch(state, _Sinks(events, episodes, dead, alerts), batch)
+    await count_batch(state, Sinks(events, episodes, dead, alerts), batch)
 
     [(key, value, headers)] = dead.sent  # the NG record, whose alert could not be sent
     assert key == b"NG"
@@ -367,7 +368,8 @@ async def test_a_record_whose_alert_cannot_be_sent_is_dead_lettered_and_the_batc
 async def test_a_bug_half_way_through_a_record_leaves_no_trace_of_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from streams.app import WorkerState, _count_batch, _Sinks
+    from streams._batch import Sinks, count_batch
+    from streams.app import WorkerState
 
     state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
     engine = state.processor.engine
@@ -382,7 +384,7 @@ async def test_a_bug_half_way_through_a_record_leaves_no_trace_of_it(
     dead, alerts = _Topic(), _Topic()
     events: dict[str, Any] = {}
     batch = [_Record(account("RU"), 0), _Record(account("NG"), 1), _Record(account("CN"), 2)]
-    await _count_batch(state, _Sinks(events, {}, dead, alerts), batch)
+    await count_batch(state, Sinks(events, {}, dead, alerts), batch)
 
     [(key, _, headers)] = dead.sent
     assert (key, headers["dlq_error_type"]) == (b"NG", b"ZeroDivisionError")
@@ -395,12 +397,13 @@ async def test_a_bug_half_way_through_a_record_leaves_no_trace_of_it(
 async def test_a_retriable_send_error_is_retried_not_dead_lettered() -> None:
     from aiokafka.errors import NotLeaderForPartitionError
 
-    from streams.app import WorkerState, _count_batch, _Sinks
+    from streams._batch import Sinks, count_batch
+    from streams.app import WorkerState
 
     state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
     dead, alerts = _Topic(), _Topic(fail=2, error=NotLeaderForPartitionError())
     events: dict[str, Any] = {}
-    await _count_batch(state, _Sinks(events, {}, dead, alerts), [_Record(account("NG"), 0)])
+    await count_batch(state, Sinks(events, {}, dead, alerts), [_Record(account("NG"), 0)])
     assert dead.sent == []
     [(_, value, _)] = alerts.sent
     assert decode_alert(value).region == "NG"
