@@ -130,8 +130,9 @@ def bench(
     with tempfile.TemporaryDirectory(prefix="disruptfeed-bench-") as tmp, _sigterm_unwinds():
         workdir = Path(tmp)
         try:
+            users = not settings.embedded  # before _broker points the copy at its own broker
             with _broker(settings, workdir) as (settings, where):
-                if not settings.embedded:
+                if users:
                     _may_touch(settings, yes)
                 lib = LocalBroker(settings).resolve_jars(_say)
                 env = environment(settings.kafka_version, where)

@@ -231,3 +231,14 @@ async def test_the_bench_will_not_run_beside_bench_like_topics_it_did_not_create
     finally:
         await admin.delete_topics([name])
         await admin.close()
+
+
+def test_on_its_own_throwaway_broker_the_bench_asks_nothing() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DISRUPTFEED_BOOTSTRAP_SERVERS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "disruptfeed", "bench", "--quick", "--case", "feed-processor"],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2_000:]
+    assert "| feed-processor |" in done.stdout
