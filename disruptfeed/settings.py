@@ -101,6 +101,14 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=256 * 1024, ge=16 * 1024)
 
     # --- Stream worker (Faust) ---------------------------------------------------------------
+    worker_linger_ms: int = Field(
+        default=1,
+        ge=0,
+        le=10_000,
+        description="The worker's producer linger. It awaits each alert and dead letter before "
+        "the next record (they must be acknowledged before the table row that records them), so "
+        "every one waits this long; its other sends are one table row per partition per batch.",
+    )
     worker_host: str = Field(default="127.0.0.1", description="Address the query API binds to.")
     worker_port: int = Field(default=6066, ge=1, le=65_535)
     worker_url: str | None = Field(

@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         producer_acks=-1,
-        producer_linger=settings.linger_ms / 1000,
+        producer_linger=settings.worker_linger_ms / 1000,
         producer_compression_type=settings.compression_type,
         # Topics take records up to 1 MiB (topics.py); Faust's default of 1,000,000 bytes would
         # refuse the alerts and dead letters the topics accept.
