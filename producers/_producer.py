@@ -195,54 +195,73 @@ class FeedProducer:
         A record the broker refuses after it was handed its sequence number leaves a gap in
         that source's numbers, which ``disruptfeed audit verify`` reports.
         """
+        store = self._sequences
+        assert store is not None
+        settings = self._settings
+        pending: list[tuple[UUID, str, asyncio.Future[Any] | PublishOutcome]] = []
+        # The client retries for as long as the broker is away; the caller is told at a deadline.
+        deadline = asyncio.get_running_loop().time() + settings.delivery_timeout_seconds
+        batch = list(events)
+        async with self._send_lock:
+            try:
+                async with asyncio.timeout_at(deadline):  # one timer for the batch, not one a send
+                    await self._send_all(batch, pending)
+            except TimeoutError:
+                # The record being sent gave its number back in _send_all; the rest never began.
+                for event in batch[len(pending) :]:
+                    topic = topic_for(settings, event)
+                    late = PublishOutcome(event.event_id, topic, error=_late(settings))
+                    pending.append((event.event_id, topic, late))
+        outcomes = await _acknowledged(pending, store, settings, deadline)
+        store.save()
+        return outcomes
+
+    async def _send_all(
+        self,
+        events: list[EventBase],
+        pending: list[tuple[UUID, str, asyncio.Future[Any] | PublishOutcome]],
+    ) -> None:
+        """Sign, number and hand each event to the client; one ``pending`` entry per event."""
         from aiokafka.errors import KafkaError
 
+        # Keyed by UUID.int: UUID.__hash__ is Python code, and this loop is the producer's hot path.
+        seen: set[int] = set()
         send = self._require().send
         store = self._sequences
         assert store is not None
         settings, signer = self._settings, self._signer
         key_id = signer.key_id.encode() if signer is not None else b""
         encode, key, headers = codec.encode, codec.key, codec.headers
-        # Keyed by UUID.int: UUID.__hash__ is Python code, and this loop is the producer's hot path.
-        seen: set[int] = set()
-        pending: list[tuple[UUID, str, asyncio.Future[Any] | PublishOutcome]] = []
-        # The client retries for as long as the broker is away; the caller is told at a deadline.
-        deadline = asyncio.get_running_loop().time() + settings.delivery_timeout_seconds
-        async with self._send_lock:
-            for event in events:
-                event_id, topic = event.event_id, topic_for(settings, event)
-                if event_id.int in seen:
-                    outcome = PublishOutcome(event_id, topic, duplicate=True)
-                    pending.append((event_id, topic, outcome))
-                    continue
-                seen.add(event_id.int)
-                if (ahead := too_far_ahead(event, settings)) is not None:
-                    pending.append((event_id, topic, PublishOutcome(event_id, topic, error=ahead)))
-                    continue
-                value, record_headers = encode(event), headers(event)
-                # codec.headers order: specversion, id, source, type, ...
-                _, (_, ce_id), (_, source), (_, ce_type), *_ = record_headers
-                number = store.next(event.source)
-                seq = str(number).encode()
-                record_headers.append((SEQUENCE_HEADER, seq))
-                if signer is not None:
-                    signature = signer.sign(signed_message(value, ce_id, ce_type, source, seq))
-                    record_headers.append((KEY_ID_HEADER, key_id))
-                    record_headers.append((SIGNATURE_HEADER, base64.b64encode(signature)))
-                try:
-                    # The record timestamp stays the append time, so time-range lookups
-                    # (offsets_for_times) follow the log's order; event time is in the body.
-                    async with asyncio.timeout_at(deadline):  # a TimerHandle, not a task
-                        fut = await send(topic, value=value, key=key(event), headers=record_headers)
-                except (KafkaError, TimeoutError) as exc:
-                    store.give_back(event.source, number)  # never enqueued: no gap
-                    error = _late(settings) if isinstance(exc, TimeoutError) else _wrap(exc)
-                    pending.append((event_id, topic, PublishOutcome(event_id, topic, error=error)))
-                else:
-                    pending.append((event_id, topic, fut))
-        outcomes = await _acknowledged(pending, store, settings, deadline)
-        store.save()
-        return outcomes
+        for event in events:
+            event_id, topic = event.event_id, topic_for(settings, event)
+            if event_id.int in seen:
+                pending.append((event_id, topic, PublishOutcome(event_id, topic, duplicate=True)))
+                continue
+            seen.add(event_id.int)
+            if (ahead := too_far_ahead(event, settings)) is not None:
+                pending.append((event_id, topic, PublishOutcome(event_id, topic, error=ahead)))
+                continue
+            value, record_headers = encode(event), headers(event)
+            # codec.headers order: specversion, id, source, type, ...
+            _, (_, ce_id), (_, source), (_, ce_type), *_ = record_headers
+            number = store.next(event.source)
+            seq = str(number).encode()
+            record_headers.append((SEQUENCE_HEADER, seq))
+            if signer is not None:
+                signature = signer.sign(signed_message(value, ce_id, ce_type, source, seq))
+                record_headers.append((KEY_ID_HEADER, key_id))
+                record_headers.append((SIGNATURE_HEADER, base64.b64encode(signature)))
+            try:
+                # The record timestamp stays the append time, so time-range lookups
+                # (offsets_for_times) follow the log's order; event time is in the body.
+                fut = await send(topic, value=value, key=key(event), headers=record_headers)
+            except (KafkaError, asyncio.CancelledError) as exc:
+                store.give_back(event.source, number)  # never enqueued: no gap
+                if isinstance(exc, asyncio.CancelledError):
+                    raise  # the batch's deadline (or a shutdown): the caller reports the rest
+                pending.append((event_id, topic, PublishOutcome(event_id, topic, error=_wrap(exc))))
+            else:
+                pending.append((event_id, topic, fut))
 
     async def flush(self) -> None:
         """Wait until every record sent so far is acknowledged."""

@@ -177,8 +177,6 @@ def _episode(
     rule: WindowRule, labels: dict[str, str], reading: _Reading, now: int, samples: Sequence[UUID]
 ) -> Episode:
     """A window rule's reading at ``now``, as an episode that would start now."""
-    value, required = reading.value, reading.required
-    head = f"{labels['region']} {rule.event_type}: {value} in {rule.window}"
     return Episode(
         rule=rule.name,
         kind=rule.kind,
@@ -188,14 +186,19 @@ def _episode(
         last_sent_ms=now,
         last_eval_ms=now,
         window=rule.window,
-        value=value,
-        threshold=required,
+        value=reading.value,
+        threshold=reading.required,
         baseline=reading.baseline,
         sample_ids=tuple(samples),
-        summary=(
-            f"{head} >= {reading.how}" if value >= required else f"{head} < {reading.how}; resolved"
-        ),
+        summary=_summary(rule, labels["region"], reading),
     )
+
+
+def _summary(rule: WindowRule, region: str, reading: _Reading) -> str:
+    head = f"{region} {rule.event_type}: {reading.value} in {rule.window}"
+    if reading.value >= reading.required:
+        return f"{head} >= {reading.how}"
+    return f"{head} < {reading.how}; resolved"
 
 
 def _observed(
@@ -205,8 +208,6 @@ def _observed(
 
     ``samples`` are the merged sample ids (``merge_samples(live.sample_ids, new ones)``).
     """
-    value, required = reading.value, reading.required
-    head = f"{live.labels['region']} {rule.event_type}: {value} in {rule.window}"
     return Episode(
         rule=rule.name,
         kind=rule.kind,
@@ -216,15 +217,13 @@ def _observed(
         last_sent_ms=live.last_sent_ms,
         last_eval_ms=now,
         window=rule.window,
-        value=value,
-        threshold=required,
+        value=reading.value,
+        threshold=reading.required,
         baseline=reading.baseline,
         hold_until_ms=live.hold_until_ms,
         repeats=live.repeats,
         sample_ids=samples,
-        summary=(
-            f"{head} >= {reading.how}" if value >= required else f"{head} < {reading.how}; resolved"
-        ),
+        summary=_summary(rule, live.labels["region"], reading),
     )
 
 

@@ -41,7 +41,7 @@ from disruptfeed.bench._processor import processor_rate
 from disruptfeed.bench._quix import quix_rate
 from disruptfeed.bench._report import CASES, CaseResult
 from disruptfeed.bench._restore import restore_figures
-from disruptfeed.bench._topics import create_topics, delete_topics, first_group
+from disruptfeed.bench._topics import BENCH_MARK, create_topics, delete_topics, first_group
 from disruptfeed.bench._worker import BenchDispatcher, BenchWorker, drain_rate
 from disruptfeed.broker import free_port
 from disruptfeed.errors import BrokerError
@@ -231,7 +231,7 @@ class Bench:
         The first idempotent producer waits for the broker's first producer id, and the first
         consumer group for the offsets topic (50 partitions) to be created and loaded.
         """
-        prefix = f"bench-{self.run_id}-warmup"
+        prefix = f"{BENCH_MARK}-{self.run_id}-warmup"
         settings = self.settings.model_copy(update={"topic_prefix": prefix})
         quiet = logging.getLogger("aiokafka")
         level = quiet.level
@@ -250,7 +250,7 @@ class Bench:
 
     def _one(self, name: str, run: int, results: dict[str, CaseResult]) -> None:
         # Zero-padded: no prefix is a substring of another's, which topic deletion relies on.
-        prefix = f"bench-{self.run_id}-{name}-{run:02d}"
+        prefix = f"{BENCH_MARK}-{self.run_id}-{name}-{run:02d}"
         settings = self.settings.model_copy(update={"topic_prefix": prefix})
         scratch = self.workdir / prefix
         scratch.mkdir(parents=True)

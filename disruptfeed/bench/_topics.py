@@ -27,8 +27,8 @@ from schemas import EventBase
 log = logging.getLogger(__name__)
 _READY_TIMEOUT_S = 60.0
 
-BENCH_MARK = "bench-"
-"""How every topic the bench creates begins its prefix (``bench-<run id>-<case>-<run>``)."""
+BENCH_MARK = "bench"
+"""The first part of every prefix the bench gives its topics (``bench-<run id>-<case>-<run>``)."""
 
 
 def is_ours(topic: str, prefix: str) -> bool:
@@ -56,7 +56,7 @@ async def others_topics(settings: Settings) -> list[str]:
     admin = AIOKafkaAdminClient(**settings.client_kwargs())
     await admin.start()
     try:
-        return sorted(t for t in await admin.list_topics() if is_ours(t, BENCH_MARK.rstrip("-")))
+        return sorted(t for t in await admin.list_topics() if is_ours(t, BENCH_MARK))
     finally:
         await admin.close()
 

@@ -1,13 +1,59 @@
-"""Helpers for integration tests: read a project's topics back to the end."""
+"""Helpers for integration tests: read a project's topics back to the end, serve the API, the
+alert rules the worker tests count against."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import httpx
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
 from consumers import Received, Subscription
 from disruptfeed._aiokafka import start_consumer_client
 from disruptfeed.settings import Settings
 from schemas import EventBase
+
+if TYPE_CHECKING:
+    from consumers._dispatcher import Dispatcher
+
+
+def ng_burst_rules(threshold: int = 5) -> str:
+    """One critical threshold rule on NG account disruptions in 1 h, repeating daily."""
+    return f"""
+repeat_interval = "24h"
+
+[[rule]]
+name = "ng-burst"
+kind = "threshold"
+event_type = "account.disrupted"
+window = "1h"
+threshold = {threshold}
+regions = ["NG"]
+severity = "critical"
+"""
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    settings: Settings, dispatcher: Dispatcher, *, shutdown_timeout: float = 60.0
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The dispatcher's subscription API on a free port, and a client for it."""
+    from consumers._api import build_app
+
+    app = build_app(settings, dispatcher)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        await runner.cleanup()
 
 
 async def read_all(settings: Settings, *topics: str | type[EventBase]) -> list[Received]:

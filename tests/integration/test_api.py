@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-import httpx
 import orjson
 import pytest
 from aiohttp import web
 
 from consumers._api import build_app
-from consumers._dispatcher import Dispatcher
 from disruptfeed.settings import Settings
 from tests.integration.delivery import running_dispatcher
+from tests.integration.helpers import serving
 
 pytestmark = pytest.mark.integration
 
@@ -32,20 +30,6 @@ ROUTES = [
     ("GET", "/stream/alerts"),
     ("GET", "/stream/events"),
 ]
-
-
-@contextlib.asynccontextmanager
-async def serving(settings: Settings, dispatcher: Dispatcher) -> AsyncIterator[httpx.AsyncClient]:
-    runner = web.AppRunner(build_app(settings, dispatcher), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            yield client
-    finally:
-        await runner.cleanup()
 
 
 async def test_every_route_but_health_needs_a_token(make_settings: SettingsFactory) -> None:

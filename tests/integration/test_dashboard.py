@@ -33,6 +33,7 @@ from producers import FeedProducer
 from schemas import EventBase
 from tests.conftest import SettingsFactory
 from tests.factories import T0, account
+from tests.integration.helpers import ng_burst_rules
 from tests.integration.worker import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -49,18 +50,7 @@ CHROMIUM_ARGS = [
 SECONDS = 1_000  # Playwright's timeouts are in milliseconds
 STALE = re.compile(r"\bstale\b")
 
-RULES = """
-repeat_interval = "24h"
-
-[[rule]]
-name = "ng-burst"
-kind = "threshold"
-event_type = "account.disrupted"
-window = "1h"
-threshold = 3
-regions = ["NG"]
-severity = "critical"
-"""
+RULES = ng_burst_rules(3)
 
 
 def chromium() -> str:

@@ -9,23 +9,18 @@ down to 0. Every exposition is read with prometheus-client's own parser.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumers import read_alerts
-from consumers._api import build_app
-from consumers._dispatcher import Dispatcher
 from disruptfeed.settings import Settings
 from producers import FeedProducer
 from schemas import EventBase, codec
@@ -33,6 +28,7 @@ from schemas._subscriptions import AlertFilter
 from tests.conftest import SettingsFactory
 from tests.factories import T0, account, make_alert, network, report
 from tests.integration.delivery import publish_alerts, receiver, running_dispatcher, wait_until
+from tests.integration.helpers import serving
 from tests.integration.worker import POLL_SECONDS, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -169,20 +165,6 @@ async def test_a_worker_counts_what_was_published_and_reports_it(
         worker.stop()
 
 
-@contextlib.asynccontextmanager
-async def _api(settings: Settings, dispatcher: Dispatcher) -> AsyncIterator[httpx.AsyncClient]:
-    runner = web.AppRunner(build_app(settings, dispatcher), access_log=None, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            yield http
-    finally:
-        await runner.cleanup()
-
-
 async def _failing(request: web.Request, n: int) -> web.StreamResponse:
     return web.Response(status=500)
 
@@ -202,7 +184,7 @@ async def test_the_dispatcher_counts_deliveries_by_outcome(make_settings: Settin
         receiver() as good,
         receiver(_failing) as bad,
         running_dispatcher(settings) as dispatcher,
-        _api(settings, dispatcher) as http,
+        serving(settings, dispatcher, shutdown_timeout=1) as http,
     ):
         assert dispatcher.admin is not None
         everything = AlertFilter()

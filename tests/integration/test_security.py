@@ -34,6 +34,7 @@ from disruptfeed.topics import create_topics
 from producers import FeedProducer
 from schemas import AccountDisrupted, codec
 from tests.factories import account
+from tests.integration.helpers import ng_burst_rules
 from tests.integration.worker import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,18 +43,7 @@ FAST_S = 20.0
 """A misconfigured client must fail within this: an outcome check against a hang (retrying or
 waiting out a 30 s request timeout), not a benchmark."""
 
-RULES = """
-repeat_interval = "24h"
-
-[[rule]]
-name = "ng-burst"
-kind = "threshold"
-event_type = "account.disrupted"
-window = "1h"
-threshold = 5
-regions = ["NG"]
-severity = "critical"
-"""
+RULES = ng_burst_rules()
 
 
 def _cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -20,22 +20,12 @@ from disruptfeed.topics import EVENT_TOPICS
 from producers import FeedProducer
 from tests.conftest import SettingsFactory
 from tests.factories import account, network
+from tests.integration.helpers import ng_burst_rules
 from tests.integration.worker import POLL_SECONDS, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-RULES = """
-repeat_interval = "24h"
-
-[[rule]]
-name = "ng-burst"
-kind = "threshold"
-event_type = "account.disrupted"
-window = "1h"
-threshold = 5
-regions = ["NG"]
-severity = "critical"
-"""
+RULES = ng_burst_rules()
 
 
 def _status(

@@ -25,23 +25,12 @@ from producers import FeedProducer
 from schemas import Alert, EventBase, codec, decode_alert
 from tests.conftest import SettingsFactory
 from tests.integration import stream_truth
-from tests.integration.helpers import read_raw
+from tests.integration.helpers import ng_burst_rules, read_raw
 from tests.integration.worker import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-RULES = """
-repeat_interval = "24h"
-
-[[rule]]
-name = "ng-burst"
-kind = "threshold"
-event_type = "account.disrupted"
-window = "1h"
-threshold = 5
-regions = ["NG"]
-severity = "critical"
-"""
+RULES = ng_burst_rules()
 
 
 async def _publish(settings: Settings, events: list[EventBase]) -> None:
