@@ -22,8 +22,9 @@ from schemas import DLQ_VALUE_BYTES_HEADER
 from streams._alerts import alert_headers, alert_key, encode_alert
 from streams._engine import AlertEngine
 from streams._faust import as_current as _as_current
+from streams._holes import fill_holes
 from streams._processor import Stats, dead_letter_headers
-from streams._rows import Row, compact, read_rows
+from streams._rows import OFFSETS, Row, compact, read_rows
 from streams._seen import DAY_MS
 from streams._windows import CountStore
 from streams._worker_state import WorkerState
@@ -59,7 +60,12 @@ async def count_batch(state: WorkerState, sinks: Sinks, batch: Sequence[Any]) ->
     rows: dict[int, Row] = {}
     stats = state.processor.stats.copy()
     failed: dict[int, str] = {}  # index in the batch -> the reason its dead letter counts under
+    handled: dict[int, dict[str, int]] = {}  # partition -> source -> the last offset handled
+    if state.fill is not None:
+        batch = await fill_holes(state.processor.replayed, state.fill, batch)
     for i, record in enumerate(batch):
+        msg = record.message
+        handled.setdefault(msg.partition, {})[f"{msg.topic}:{msg.partition}"] = msg.offset
         try:
             await _count_one(state, sinks, record, rows)
         except Exception as exc:
@@ -77,12 +83,19 @@ async def count_batch(state: WorkerState, sinks: Sinks, batch: Sequence[Any]) ->
             for reason in failed.values():
                 state.processor.stats.dead_letter(reason)
     for row in rows.values():
+        row.offsets.update(handled.pop(row.first.message.partition, {}))
         with _as_current(row.first):
             msg = row.first.message
             key = f"{msg.topic}:{msg.partition}:{msg.offset}"
             sinks.events[key] = row.value()
         # [event id, event type, region, occurred_ms, accounts, late, source]: see Counted
         state.rows.note(key, ((e[6], e[3]) for e in row.events))
+    for partition, offsets in handled.items():
+        # Nothing counted there (duplicates, dead letters): the offsets alone, in one row per
+        # partition, so a restart does not take what follows for a hole and read them again.
+        first = next(r for r in batch if r.message.partition == partition)
+        with _as_current(first):
+            sinks.events[f"{OFFSETS}{partition}"] = {"offsets": offsets}
     for partition, row in rows.items():
         compact_if_due(state, sinks, partition, row.first)
     _observe_latency(state.latency, batch)
@@ -207,9 +220,6 @@ async def _count_one(
             row = rows[msg.partition] = Row(record)
         for fp, episode in changes:
             row.episodes[fp] = [msg.offset, episode]
-    row = rows.get(msg.partition)
-    if row is not None:
-        row.offsets[f"{msg.topic}:{msg.partition}"] = msg.offset
     if outcome.counted is not None and outcome.event is not None:
         rows[msg.partition].events.append([str(outcome.event.event_id), *outcome.counted])
 

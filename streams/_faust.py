@@ -5,23 +5,32 @@ context variable that stream iteration sets per record), and ``take_events`` han
 batch. ``faust.streams._current_event`` is set here and nowhere else; faust-streaming is pinned
 to 0.15.x in pyproject.toml for it, and tests/unit/test_compat.py fails if it moves.
 
-Two defects of Faust's that cost counted events when a worker takes partitions over are fixed
-on the worker's own app (tests/unit/test_faust_fixes.py holds them to their cases): its producer
-buffer's flush returns with records still queued (:func:`durable_flush`), and after a rebalance
-it re-reads only partitions that have a committed offset (:func:`seek_uncommitted_to_beginning`).
+Three defects of Faust's that cost counted events when a worker takes partitions over are fixed
+on the worker's own app by :func:`apply_fixes` (tests/unit/test_faust_fixes.py and
+test_restarts.py hold them to their cases): its producer buffer's flush returns with records
+still queued (:func:`durable_flush`); after a rebalance it re-reads only partitions that have a
+committed offset (:func:`seek_uncommitted_to_beginning`); and records it drops around that seek
+are never handed over (filled from Kafka by :mod:`streams._holes`, then marked handled with
+Faust's consumer's ``_add_gap`` so that the commit moves on).
 """
 
 from __future__ import annotations
 
-__all__ = ["as_current", "durable_flush", "seek_uncommitted_to_beginning"]
+__all__ = ["apply_fixes", "as_current", "durable_flush", "seek_uncommitted_to_beginning"]
 
 import asyncio
 import contextlib
+import logging
 import weakref
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from faust import streams as faust_streams
+from faust.types import TP
+
+from streams._holes import Fill, read_range
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -94,8 +103,48 @@ def seek_uncommitted_to_beginning(consumer: Any, sources: Collection[str]) -> No
         committed = await seek_to_committed()
         fresh = [tp for tp, offset in committed.items() if tp.topic in sources and not offset]
         if fresh:
-            client = consumer._ensure_consumer()
-            await consumer.call_thread(client.seek_to_beginning, *fresh)
+            await consumer.call_thread(_seek_to_start, consumer._ensure_consumer(), fresh)
         return committed
 
     consumer.seek_to_committed = seek
+
+
+async def _seek_to_start(client: Any, partitions: list[Any]) -> None:
+    # Not seek_to_beginning: that is a reset, leaving each partition without a position until
+    # the broker answers, and Faust's livelock check reads every partition's position meanwhile;
+    # aiokafka asserts there is one, and the worker crashed right after a rebalance.
+    starts = await client.beginning_offsets(partitions)
+    assigned = client.assignment()
+    for tp, offset in starts.items():
+        if tp in assigned:  # a rebalance while the broker answered may have taken it away
+            client.seek(tp, offset)
+
+
+def apply_fixes(app: Any, sources: Collection[str], client_kwargs: Mapping[str, Any]) -> Fill:
+    """Fix the worker app's producer buffer and consumer; return how to fill a delivery hole.
+
+    The fill reads a hole's records from Kafka (:mod:`streams._holes`), then tells Faust's
+    consumer their offsets are handled, so that the group's commit moves past them.
+    """
+    durable_flush(app.producer.buffer)
+    seek_uncommitted_to_beginning(app.consumer._thread, sources)
+
+    async def fill(topic: str, partition: int, start: int, end: int) -> Sequence[Any]:
+        for attempt in range(_FILL_ATTEMPTS):
+            try:
+                found = await read_range(client_kwargs, topic, partition, start, end)
+                break
+            except Exception as exc:
+                if attempt == _FILL_ATTEMPTS - 1:
+                    log.error("records %d..%d of %s:%d could not be read (%s); they are not "
+                              "counted", start, end - 1, topic, partition, exc)  # fmt: skip
+                    return []
+                await asyncio.sleep(1.0 * 2**attempt)  # backoff between tries
+        with contextlib.suppress(Exception):  # only the commit's progress depends on it
+            await app.consumer._add_gap(TP(topic, partition), start, end - 1)
+        return found
+
+    return fill
+
+
+_FILL_ATTEMPTS = 3

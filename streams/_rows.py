@@ -16,6 +16,10 @@ Two kinds of row, both JSON, both written to the changelog partition of their so
   that their batch rows can be deleted (:func:`compact`). The cut is the dedupe horizon behind
   the source's stream time: events older are refused, so nothing is ever added below it.
 
+And an offsets row, key ``offsets:partition``, value ``{"offsets": {source: offset}}``: the
+last offsets of a batch that counted nothing on that partition (duplicates, dead letters), so
+that a restart knows them handled.
+
 A summary is written before the rows it absorbs are deleted; a restart between the two finds
 rows with events below the cut and skips those events, which the summary already holds.
 """
@@ -23,6 +27,8 @@ rows with events below the cut and skips those events, which the summary already
 from __future__ import annotations
 
 __all__ = [
+    "OFFSETS",
+    "SUMMARY",
     "Compaction",
     "Restored",
     "Row",
@@ -41,6 +47,7 @@ from streams._seen import SeenIds
 from streams._windows import Counted
 
 SUMMARY = "summary:"
+OFFSETS = "offsets:"
 Episodes = dict[str, tuple[int, dict[str, Any] | None]]
 
 
@@ -113,6 +120,8 @@ def foreign_rows(keys: Iterable[Any], active: Collection[int]) -> list[str]:
             continue
         if key.startswith(SUMMARY):
             partition = key[len(SUMMARY) :]
+        elif key.startswith(OFFSETS):
+            partition = key[len(OFFSETS) :]
         elif key.count(":") >= 2:
             partition = key.rsplit(":", 2)[1]
         else:

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from disruptfeed._metrics import Buckets, LagMonitor
 from disruptfeed.settings import Settings
+from streams._holes import Fill
 from streams._processor import Processor
 from streams._rows import RowIndex
 
@@ -45,6 +46,8 @@ class WorkerState:
     """The worker's own metrics registry (/metrics), never prometheus_client's global one."""
     warned_memory_store: bool = False
     """Whether :func:`shared_memory_store_warning` was logged already."""
+    fill: Fill | None = None
+    """Reads the records of a source partition's hole (streams._holes); None: holes are kept."""
 
 
 def worker_state(app: faust.App) -> WorkerState:

@@ -54,7 +54,7 @@ from disruptfeed.topics import ALERTS, DEAD_LETTER, cluster_id, event_types_by_t
 from streams._batch import Sinks, count_batch, restore_state
 from streams._credentials import broker_credentials
 from streams._dashboard import register_dashboard
-from streams._faust import durable_flush, seek_uncommitted_to_beginning
+from streams._faust import apply_fixes
 from streams._metrics import register_metrics_views, worker_collectors
 from streams._processor import Processor
 from streams._rows import foreign_rows
@@ -159,8 +159,8 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
     # Offsets are committed after a producer flush that must include every table row written,
     # and records Faust drops around a rebalance are read again from the committed offsets,
     # or from the start where the group never committed: see streams._faust.
-    durable_flush(app.producer.buffer)
-    seek_uncommitted_to_beginning(app.consumer._thread, set(topic_types))  # type: ignore[attr-defined]
+    # Records Faust dropped for good around a rebalance are read directly: streams._holes.
+    state.fill = apply_fixes(app, set(topic_types), settings.client_kwargs())
 
     source = app.topic(
         *topic_types,

@@ -95,3 +95,61 @@ async def dead_letters(settings: Settings) -> list[dict[str, bytes]]:
     from disruptfeed.topics import DEAD_LETTER
 
     return [headers for _, _, headers in await read_raw(settings, settings.topic(DEAD_LETTER))]
+
+
+async def _records(settings: Settings, topic: str) -> list[tuple[int, int, bytes | None]]:
+    """Every record on a topic now: (partition, offset, value)."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    await start_consumer_client(consumer)
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = await consumer.end_offsets(parts)
+        out: list[tuple[int, int, bytes | None]] = []
+        while any([await consumer.position(tp) < end[tp] for tp in parts]):
+            for records in (await consumer.getmany(timeout_ms=1_000)).values():
+                out += [(r.partition, r.offset, r.value) for r in records]
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def takeover_dump(settings: Settings) -> str:
+    """What a failed takeover left: the worker group's commits, its rows, and the source
+    records whose events are in no row (see streams/_rows.py for the rows' shape)."""
+    import orjson
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from disruptfeed.topics import EVENT_TOPICS
+
+    group = f"{settings.topic_prefix}-worker"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
+    await admin.start()
+    try:
+        commits = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    lines = ["committed: " + ", ".join(
+        f"{tp.topic.removeprefix(settings.topic_prefix)}:{tp.partition}@{om.offset}"
+        for tp, om in sorted(commits.items()))]  # fmt: skip
+    in_rows: set[str] = set()
+    for partition, offset, value in await _records(settings, f"{group}-events-changelog"):
+        row = orjson.loads(value) if value else None
+        if isinstance(row, dict):
+            if "events" in row:
+                in_rows.update(str(e[0]) for e in row["events"])
+            brief = {k: v for k, v in row.items() if k in ("offsets", "cuts")}
+            lines.append(f"row {partition}@{offset}: {len(row.get('events', []))} events {brief}")
+        else:
+            lines.append(f"row {partition}@{offset}: tombstone")
+    for name in EVENT_TOPICS:
+        for partition, offset, value in await _records(settings, settings.topic(name)):
+            event = orjson.loads(value) if value else {}
+            if event.get("event_id") not in in_rows:
+                region = event.get("actor", {}).get("region")
+                what = f"{event.get('event_id')} {region} {event.get('occurred_at')}"
+                lines.append(f"in no row: {name}:{partition}@{offset} {what}")
+    return "\n".join(lines)

@@ -78,6 +78,13 @@ class WorkerProcess:
         except urllib.error.HTTPError as exc:
             exc.close()  # its socket, or pytest reports an unclosed resource
             raise
+        except urllib.error.URLError:
+            # A worker that crashed answers nothing: say so now, not when a wait times out.
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(
+                    f"worker exited with {self.proc.returncode}:\n{self.tail()}"
+                ) from None
+            raise
 
     def header(self, path: str, name: str) -> str:
         """One response header of an authorized GET."""

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.consumer.fetcher import OffsetResetStrategy
+from aiokafka.consumer.subscription_state import SubscriptionState
 from faust.transport.producer import ProducerBuffer
 
 from streams._faust import durable_flush
@@ -79,17 +81,43 @@ async def test_flush_of_a_stopped_buffer_with_records_left_raises() -> None:
 
 
 class _Client:
-    """The aiokafka consumer under Faust's: records which partitions were sought where."""
+    """The aiokafka consumer under Faust's, on aiokafka's own partition states.
 
-    def __init__(self, committed: dict[Any, int | None]) -> None:
+    Seeks go through aiokafka's ``TopicPartitionState``: an explicit ``seek`` sets a position at
+    once, while ``seek_to_beginning`` is a reset that leaves the partition without one until
+    the broker's answer comes back (a loop turn here), as in aiokafka 0.14.
+    """
+
+    def __init__(self, committed: dict[Any, int | None], position: int) -> None:
         self.committed = committed
-        self.to_beginning: list[Any] = []
+        self.subscription = SubscriptionState()
+        self.subscription.assign_from_user(set(committed))
+        for tp in committed:
+            self.state(tp).seek(position)
+            self.state(tp).highwater = position + 10
+
+    def state(self, tp: Any) -> Any:
+        return self.subscription.subscription.assignment.state_value(tp)
+
+    def assignment(self) -> set[Any]:
+        return set(self.subscription.assigned_partitions())
 
     async def seek_to_committed(self) -> dict[Any, int | None]:
         return dict(self.committed)
 
+    async def beginning_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        await asyncio.sleep(0)  # the broker's answer
+        return dict.fromkeys(tps, 3)
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.state(tp).seek(offset)
+
     async def seek_to_beginning(self, *tps: Any) -> None:
-        self.to_beginning += tps
+        for tp in tps:
+            self.state(tp).await_reset(OffsetResetStrategy.EARLIEST)
+        await asyncio.sleep(0)  # the broker's answer
+        for tp in tps:
+            self.state(tp).reset_to(3)
 
 
 class _FaustConsumer:
@@ -109,7 +137,12 @@ class _FaustConsumer:
 async def test_source_partitions_with_no_commit_are_sought_to_their_beginning() -> None:
     """aiokafka seeks only partitions with a committed offset above 0: a source partition the
     group never committed kept the position its dropped pre-seek fetch left (issue 13: the one
-    record of a partition taken over from a killed worker was never counted)."""
+    record of a partition taken over from a killed worker was never counted).
+
+    Every partition keeps a position throughout: Faust's livelock check reads each one's
+    ``position`` while the seek runs, and aiokafka asserts when there is none, which crashed a
+    worker right after a rebalance when the seek was a reset (``seek_to_beginning``).
+    """
     from aiokafka import TopicPartition as TP
 
     from streams._faust import seek_uncommitted_to_beginning
@@ -120,14 +153,19 @@ async def test_source_partitions_with_no_commit_are_sought_to_their_beginning() 
         TP("t.network-identified", 1): 0,
         TP("t-worker-events-changelog", 2): None,  # tables' partitions: Faust seeks those
     }
-    client = _Client(committed)
+    client = _Client(committed, position=7)
     consumer = _FaustConsumer(client)
     seek_uncommitted_to_beginning(
         consumer, {"t.account-disrupted", "t.report-released", "t.network-identified"}
     )
-    assert await consumer.seek_to_committed() == committed
-    expected = [TP("t.network-identified", 1), TP("t.report-released", 2)]
-    assert sorted(client.to_beginning) == expected
+    seeking = asyncio.ensure_future(consumer.seek_to_committed())
+    while not seeking.done():  # what Faust's livelock check reads, on every loop turn
+        assert all(client.state(tp).has_valid_position for tp in committed)
+        await asyncio.sleep(0)
+    assert seeking.result() == committed
+    positions = {tp: client.state(tp).position for tp in committed}
+    fresh = {TP("t.network-identified", 1), TP("t.report-released", 2)}
+    assert positions == {tp: 3 if tp in fresh else 7 for tp in committed}
 
 
 def test_the_worker_app_carries_both_fixes(tmp_path: Path) -> None:
@@ -146,6 +184,9 @@ def test_the_worker_app_carries_both_fixes(tmp_path: Path) -> None:
     assert thread.seek_to_committed.__qualname__.startswith("seek_uncommitted_to_beginning.")
     assert callable(thread._ensure_consumer)
     assert callable(thread.call_thread)
+    from streams._worker_state import worker_state
+
+    assert worker_state(app).fill is not None  # holes in what Faust delivers are filled
 
 
 def test_a_memory_store_shared_between_workers_is_warned_about() -> None:

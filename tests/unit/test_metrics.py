@@ -117,16 +117,22 @@ async def _feed(state: WorkerState) -> None:
         ("report-released", report()),
         ("account-disrupted", first),  # the same id again: a duplicate
     ]
+    offsets: dict[str, int] = {}
+
+    def offset(topic: str) -> int:  # Kafka's: consecutive within each partition
+        offsets[topic] = offsets.get(topic, -1) + 1
+        return offsets[topic]
+
     batch = [
-        _Record(topics[t], n, codec.encode(e), e.region.encode(), now - 2)
-        for n, (t, e) in enumerate(good)
+        _Record(topics[t], offset(t), codec.encode(e), e.region.encode(), now - 2) for t, e in good
     ]
     wrong = account("UA", minutes=602)
     future = account("RU", minutes=10 * 24 * 60)  # days ahead of its publish time
+    ad, ni = topics["account-disrupted"], topics["network-identified"]
     bad = [
-        _Record(topics["account-disrupted"], 6, b"{", b"RU", now - 2),  # not JSON
-        _Record(topics["network-identified"], 7, codec.encode(wrong), b"UA", now - 2),
-        _Record(topics["account-disrupted"], 8, codec.encode(future), b"RU", T0.timestamp()),
+        _Record(ad, offset("account-disrupted"), b"{", b"RU", now - 2),  # not JSON
+        _Record(ni, offset("network-identified"), codec.encode(wrong), b"UA", now - 2),
+        _Record(ad, offset("account-disrupted"), codec.encode(future), b"RU", T0.timestamp()),
     ]
     sinks = Sinks({}, {}, _Sink(), _Sink())
     await count_batch(state, sinks, batch)
