@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 from disruptfeed.errors import BrokerNotRunningError, ConnectionSecurityError
 
 _T = TypeVar("_T")
+_CLOSE_WAIT_S = 2.0
+"""At most this long for the probe's connections to finish closing (see :func:`_then_closed`)."""
 
 
 def wait_until_ready(
@@ -156,11 +158,32 @@ def _run_sync(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(factory())
+        return asyncio.run(_then_closed(factory))
     # asyncio.run refuses to nest: use a private loop in a worker thread. It blocks the
     # caller's loop meanwhile, as any sync call made from async code does.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="disruptfeed-probe") as pool:
-        return pool.submit(lambda: asyncio.run(factory())).result()
+        return pool.submit(lambda: asyncio.run(_then_closed(factory))).result()
+
+
+async def _then_closed(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run the coroutine, then wait (briefly) until the connections it closed are closed.
+
+    Closing a TLS connection takes a round trip with the broker (close_notify), and aiokafka
+    closes a connection that failed authentication without waiting for it. ``asyncio.run``
+    closes its loop right after the probe, and a socket still closing then leaked (reported as
+    an unclosed transport when garbage-collected).
+    """
+    try:
+        return await factory()
+    finally:
+        loop = asyncio.get_running_loop()
+        # Selector loops keep fd -> transport; a transport's socket is None once closed.
+        transports = getattr(loop, "_transports", {})
+        deadline = loop.time() + _CLOSE_WAIT_S
+        while loop.time() < deadline and any(  # noqa: ASYNC110 - transports signal nothing
+            getattr(t, "_sock", None) is not None for t in list(transports.values())
+        ):
+            await asyncio.sleep(0.01)
 
 
 def is_broker_process(pid: int, props: Path) -> bool:
