@@ -62,7 +62,7 @@ async def count_batch(state: WorkerState, sinks: Sinks, batch: Sequence[Any]) ->
     failed: dict[int, str] = {}  # index in the batch -> the reason its dead letter counts under
     handled: dict[int, dict[str, int]] = {}  # partition -> source -> the last offset handled
     if state.fill is not None:
-        batch = await fill_holes(state.processor.replayed, state.fill, batch)
+        batch = await fill_holes(state.processor.replayed, state.fill, batch, state.starts)
     for i, record in enumerate(batch):
         msg = record.message
         handled.setdefault(msg.partition, {})[f"{msg.topic}:{msg.partition}"] = msg.offset

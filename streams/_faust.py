@@ -86,7 +86,9 @@ def durable_flush(buffer: Any) -> None:
     buffer.flush = flush
 
 
-def seek_uncommitted_to_beginning(consumer: Any, sources: Collection[str]) -> None:
+def seek_uncommitted_to_beginning(
+    consumer: Any, sources: Collection[str], starts: dict[str, int] | None = None
+) -> None:
     """After a rebalance, re-read source partitions the group never committed from their start.
 
     Faust drops records fetched around a rebalance (flow stopped, generation changed, queues
@@ -95,21 +97,28 @@ def seek_uncommitted_to_beginning(consumer: Any, sources: Collection[str]) -> No
     partition with no commit kept the position after the dropped records, which were never
     counted. ``consumer`` is the thread behind the app's Faust consumer (``app.consumer._thread``,
     whose ``seek_to_committed`` Faust's calls); ``sources`` are the agent's topics (the tables'
-    changelog partitions are Faust's to seek).
+    changelog partitions are Faust's to seek). ``starts`` gets, per source partition
+    (``topic:partition``), the offset reading starts from after each seek.
     """
     seek_to_committed = consumer.seek_to_committed
 
     async def seek() -> Any:
         committed = await seek_to_committed()
         fresh = [tp for tp, offset in committed.items() if tp.topic in sources and not offset]
+        begins: dict[Any, int] = {}
         if fresh:
-            await consumer.call_thread(_seek_to_start, consumer._ensure_consumer(), fresh)
+            client = consumer._ensure_consumer()
+            begins = await consumer.call_thread(_seek_to_start, client, fresh)
+        if starts is not None:
+            for tp, offset in committed.items():
+                if tp.topic in sources and (offset or tp in begins):
+                    starts[f"{tp.topic}:{tp.partition}"] = offset or begins[tp]
         return committed
 
     consumer.seek_to_committed = seek
 
 
-async def _seek_to_start(client: Any, partitions: list[Any]) -> None:
+async def _seek_to_start(client: Any, partitions: list[Any]) -> dict[Any, int]:
     # Not seek_to_beginning: that is a reset, leaving each partition without a position until
     # the broker answers, and Faust's livelock check reads every partition's position meanwhile;
     # aiokafka asserts there is one, and the worker crashed right after a rebalance.
@@ -118,16 +127,20 @@ async def _seek_to_start(client: Any, partitions: list[Any]) -> None:
     for tp, offset in starts.items():
         if tp in assigned:  # a rebalance while the broker answered may have taken it away
             client.seek(tp, offset)
+    return dict(starts)
 
 
-def apply_fixes(app: Any, sources: Collection[str], client_kwargs: Mapping[str, Any]) -> Fill:
+def apply_fixes(
+    app: Any, sources: Collection[str], client_kwargs: Mapping[str, Any], starts: dict[str, int]
+) -> Fill:
     """Fix the worker app's producer buffer and consumer; return how to fill a delivery hole.
 
     The fill reads a hole's records from Kafka (:mod:`streams._holes`), then tells Faust's
-    consumer their offsets are handled, so that the group's commit moves past them.
+    consumer their offsets are handled, so that the group's commit moves past them. ``starts``
+    is kept up to date with where each source partition's reading starts after a rebalance.
     """
     durable_flush(app.producer.buffer)
-    seek_uncommitted_to_beginning(app.consumer._thread, sources)
+    seek_uncommitted_to_beginning(app.consumer._thread, sources, starts)
 
     async def fill(topic: str, partition: int, start: int, end: int) -> Sequence[Any]:
         for attempt in range(_FILL_ATTEMPTS):

@@ -28,19 +28,27 @@ _READ_TIMEOUT_MS: Final = 30_000
 
 
 async def fill_holes(
-    replayed: Mapping[str, int], fill: Fill, batch: Sequence[Any]
+    replayed: Mapping[str, int],
+    fill: Fill,
+    batch: Sequence[Any],
+    starts: Mapping[str, int] | None = None,
 ) -> Sequence[Any]:
     """``batch`` with the records of each hole before the record that follows it.
 
-    ``replayed`` is the last offset handled per source (``topic:partition``); a source not in
-    it has no known position, so nothing before its first record counts as missing.
+    ``replayed`` is the last offset handled per source (``topic:partition``), from the rows.
+    A source not in it (nothing counted there yet) starts where the last rebalance's seek put
+    it (``starts``: the committed offset, or the partition's first); a source in neither has
+    no known position, so nothing before its first record counts as missing.
     """
     last: dict[str, int] = {}
     out: list[Any] | None = None
+    starts = starts or {}
     for i, record in enumerate(batch):
         msg = record.message
         source = f"{msg.topic}:{msg.partition}"
         before = last.get(source, replayed.get(source))
+        if before is None and source in starts:
+            before = starts[source] - 1
         if before is not None and msg.offset > before + 1:
             found = await fill(msg.topic, msg.partition, before + 1, msg.offset)
             missing = msg.offset - before - 1

@@ -46,6 +46,8 @@ class WorkerState:
     """The worker's own metrics registry (/metrics), never prometheus_client's global one."""
     warned_memory_store: bool = False
     """Whether :func:`shared_memory_store_warning` was logged already."""
+    starts: dict[str, int] = field(default_factory=dict)
+    """Source -> the offset its reading started from after the last rebalance's seek."""
     fill: Fill | None = None
     """Reads the records of a source partition's hole (streams._holes); None: holes are kept."""
 

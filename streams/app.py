@@ -160,7 +160,7 @@ def create_app(settings: Settings | None = None, cluster: str | None = None) -> 
     # and records Faust drops around a rebalance are read again from the committed offsets,
     # or from the start where the group never committed: see streams._faust.
     # Records Faust dropped for good around a rebalance are read directly: streams._holes.
-    state.fill = apply_fixes(app, set(topic_types), settings.client_kwargs())
+    state.fill = apply_fixes(app, set(topic_types), settings.client_kwargs(), state.starts)
 
     source = app.topic(
         *topic_types,

@@ -155,8 +155,9 @@ async def test_source_partitions_with_no_commit_are_sought_to_their_beginning() 
     }
     client = _Client(committed, position=7)
     consumer = _FaustConsumer(client)
+    starts: dict[str, int] = {}
     seek_uncommitted_to_beginning(
-        consumer, {"t.account-disrupted", "t.report-released", "t.network-identified"}
+        consumer, {"t.account-disrupted", "t.report-released", "t.network-identified"}, starts
     )
     seeking = asyncio.ensure_future(consumer.seek_to_committed())
     while not seeking.done():  # what Faust's livelock check reads, on every loop turn
@@ -166,6 +167,12 @@ async def test_source_partitions_with_no_commit_are_sought_to_their_beginning() 
     positions = {tp: client.state(tp).position for tp in committed}
     fresh = {TP("t.network-identified", 1), TP("t.report-released", 2)}
     assert positions == {tp: 3 if tp in fresh else 7 for tp in committed}
+    # Where each source's reading starts: what a hole is measured from before anything counts.
+    assert starts == {
+        "t.account-disrupted:0": 12,
+        "t.report-released:2": 3,
+        "t.network-identified:1": 3,
+    }
 
 
 def test_the_worker_app_carries_both_fixes(tmp_path: Path) -> None:

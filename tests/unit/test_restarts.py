@@ -292,3 +292,24 @@ async def test_records_no_longer_on_the_log_are_passed_with_a_warning(
     await count_batch(state, sinks, mine[8:])
     assert state.processor.stats.counted == 5 + len(mine[8:])
     assert "3 of the records 5..7" in caplog.text
+
+
+async def test_a_hole_before_anything_counted_is_measured_from_where_reading_started() -> None:
+    """No row holds a source yet (a partition nobody counted): its first records can be the
+    dropped ones, so a hole is measured from where the rebalance's seek started reading."""
+    from streams._holes import fill_holes
+
+    records = _per_source(build_sample())
+    source = (records[0].message.topic, records[0].message.partition)
+    mine = [r for r in records if (r.message.topic, r.message.partition) == source][:20]
+    asked: list[tuple[int, int]] = []
+
+    async def fill(topic: str, partition: int, start: int, end: int) -> list[_Record]:
+        asked.append((start, end))
+        return mine[start:end]
+
+    name = f"{source[0]}:{source[1]}"
+    got = await fill_holes({}, fill, mine[9:], starts={name: 5})
+    assert asked == [(5, 9)]
+    assert [r.message.offset for r in got] == list(range(5, 20))
+    assert await fill_holes({}, fill, mine[9:]) == mine[9:]  # no position known: no hole
