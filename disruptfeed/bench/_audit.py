@@ -25,7 +25,7 @@ from disruptfeed.audit._checkpoint import make_checkpoint, parse_checkpoint, rea
 from disruptfeed.audit._replay import ReplayFilter, replay
 from disruptfeed.audit._verify import verify
 from disruptfeed.bench._errors import BenchError
-from disruptfeed.bench._events import feed_events
+from disruptfeed.bench._events import MEAN_GAP_S, T0, event_chunks
 from disruptfeed.settings import Settings
 from producers import FeedProducer
 
@@ -33,14 +33,20 @@ _SEED = 20261204  # not the consumers' seed: the ids must not repeat theirs
 
 
 async def _load(settings: Settings, count: int) -> tuple[dt.datetime, dt.datetime]:
-    events = feed_events(count, seed=_SEED)
+    # A chunk at a time (a million events would not fit in memory as models), ending before
+    # T0: a history running into the future would be refused (future-event-time).
+    start = T0 - dt.timedelta(seconds=count * MEAN_GAP_S * 1.1)
+    first = last = None
     async with FeedProducer(settings) as producer:
-        for start in range(0, count, 20_000):
-            outcomes = await producer.publish_many(events[start : start + 20_000])
+        for events in event_chunks(count, 20_000, _SEED, start):
+            outcomes = await producer.publish_many(events)
             if failed := [o for o in outcomes if not o.ok]:
                 raise BenchError(f"loading the audit backlog: {failed[0].error}")
+            first = first or events[0].occurred_at
+            last = events[-1].occurred_at
     await make_checkpoint(settings, load_signing_key(settings, create=True))
-    first, last = events[0].occurred_at, events[-1].occurred_at
+    if first is None or last is None:
+        raise BenchError("an empty audit backlog: nothing to replay")
     return first, last + dt.timedelta(seconds=1)
 
 

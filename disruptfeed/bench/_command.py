@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -40,6 +40,8 @@ _EXTRAS = (
     ("hdrh", "hdrhistogram"),
 )
 """The bench extra's modules, and the distributions that provide them."""
+_PLOT = ("matplotlib", "matplotlib")
+"""What --curves also needs (in the bench extra too)."""
 
 
 @contextlib.contextmanager
@@ -91,6 +93,20 @@ def _say(message: str) -> None:
     help="Against a cluster of yours (DISRUPTFEED_BOOTSTRAP_SERVERS): create and delete the "
     "bench's own bench-* topics without asking.",
 )
+@click.option(
+    "--curves",
+    is_flag=True,
+    help="Instead of the cases: how cost grows with the work (regions, history, partitions, "
+    "workers, replay size); saves the points as JSON (--json, default bench-curves.json) and "
+    "a plot (--plot).",
+)
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="With --curves: the PNG to draw the curves into.  [default: bench-curves.png]",
+)
 @bootstrap_option
 @click.pass_context
 def bench(
@@ -100,6 +116,8 @@ def bench(
     json_file: Path | None,
     only: tuple[str, ...],
     yes: bool,
+    curves: bool,
+    plot_file: Path | None,
 ) -> None:
     """Benchmark the feed against Kafka's own tools and the raw Python clients, side by side.
 
@@ -117,11 +135,7 @@ def bench(
     from disruptfeed.broker import LocalBroker
     from disruptfeed.errors import BrokerError, DisruptFeedError
 
-    missing = [dist for module, dist in _EXTRAS if importlib.util.find_spec(module) is None]
-    if missing:
-        fail(f"the benchmark needs {', '.join(missing)}: pip install -e '.[bench]'")
-    if json_file is not None and not json_file.parent.is_dir():
-        fail(f"--json {json_file}: no such directory {json_file.parent}")  # before, not after
+    json_file, plot_file = _outputs(curves, only, json_file, plot_file)
     settings = settings_from(ctx)
     plan = QUICK if quick else FULL
     if runs is not None:
@@ -137,6 +151,9 @@ def bench(
                 lib = LocalBroker(settings).resolve_jars(_say)
                 env = environment(settings.kafka_version, where)
                 runner = Bench(settings, plan, workdir, lib, _say)
+                if plot_file is not None and json_file is not None:  # --curves
+                    _curves(runner, "quick" if quick else "full", env, json_file, plot_file)
+                    return
                 _say(f"building the workloads ({plan.events:,} events) ...")
                 workload = runner.workload()
                 results = _run_with_bar(runner, selected, plan.runs)
@@ -154,6 +171,51 @@ def bench(
     failed = [c["name"] for c in document["cases"] if "error" in c]
     if failed:
         fail(f"cases that could not be measured: {', '.join(failed)}", EXIT_REJECTED)
+
+
+def _outputs(
+    curves: bool, only: tuple[str, ...], json_file: Path | None, plot_file: Path | None
+) -> tuple[Path | None, Path | None]:
+    """The JSON and PNG paths (set in --curves mode), once the options and extras are checked."""
+    if curves:
+        if only:
+            fail("--curves measures its own points; it takes no --case")
+        json_file = json_file or Path("bench-curves.json")
+        plot_file = plot_file or Path("bench-curves.png")
+    elif plot_file is not None:
+        fail("--plot draws the curves: use it with --curves")
+    extras = (*_EXTRAS, _PLOT) if curves else _EXTRAS
+    missing = [dist for module, dist in extras if importlib.util.find_spec(module) is None]
+    if missing:
+        fail(f"the benchmark needs {', '.join(missing)}: pip install -e '.[bench]'")
+    for option, path in (("--json", json_file), ("--plot", plot_file)):
+        if path is not None and not path.parent.is_dir():
+            fail(f"{option} {path}: no such directory {path.parent}")  # before, not after
+    return json_file, plot_file
+
+
+def _curves(runner: Bench, size: str, env: dict[str, Any], json_file: Path, plot: Path) -> None:
+    from disruptfeed.bench._curves import (
+        CURVE_PLANS,
+        Curves,
+        curves_table,
+        measure_curves,
+        plot_curves,
+    )
+
+    _say("warming the broker up ...")
+    runner.warm_up()
+    plan = CURVE_PLANS[size]
+    measured = measure_curves(Curves(runner.settings, plan, runner.workdir, runner.run_id, _say))
+    document = {"mode": size, "environment": env, "plan": dataclasses.asdict(plan),
+                "curves": measured}  # fmt: skip
+    json_file.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    plot_curves(measured, plot)
+    click.echo(curves_table(measured))
+    _say(f"curves: {json_file}, plot: {plot}")
+    failed = [name for name, curve in measured.items() if curve.get("error")]
+    if failed:
+        fail(f"curves that could not be measured: {', '.join(failed)}", EXIT_REJECTED)
 
 
 def _may_touch(settings: Settings, yes: bool) -> None:

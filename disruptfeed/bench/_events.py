@@ -11,11 +11,16 @@ from __future__ import annotations
 
 __all__ = [
     "BURST_GAP",
+    "MEAN_GAP_S",
+    "T0",
     "Record",
     "burst_events",
     "encode",
+    "event_chunks",
     "feed_events",
     "history_chunks",
+    "rate_events",
+    "region_events",
     "region_mix",
     "size_stats",
     "week_events",
@@ -80,11 +85,11 @@ def feed_events(count: int, seed: int = DEFAULT_SEED) -> list[EventBase]:
 
     The same seed gives the same events, ids included.
     """
-    return next(_event_chunks(count, count, seed, T0), [])
+    return next(event_chunks(count, count, seed, T0), [])
 
 
-def _event_chunks(
-    count: int, chunk: int, seed: int, start: dt.datetime
+def event_chunks(
+    count: int, chunk: int, seed: int, start: dt.datetime, gap_s: float = MEAN_GAP_S
 ) -> Iterator[list[EventBase]]:
     everything, _ = _templates()
     rng = random.Random(seed)  # noqa: S311 - reproducible workload, not secrets
@@ -92,7 +97,7 @@ def _event_chunks(
     for first in range(0, count, chunk):
         events: list[EventBase] = []
         for _ in range(min(chunk, count - first)):
-            when += dt.timedelta(seconds=round(rng.expovariate(1 / MEAN_GAP_S), 3))
+            when += dt.timedelta(seconds=round(rng.expovariate(1 / gap_s), 3))
             events.append(_renew(rng.choice(everything), _uuid(rng), when))
         yield events
 
@@ -108,7 +113,7 @@ def history_chunks(
     (``future-event-time``).
     """
     start = T0 - dt.timedelta(seconds=count * MEAN_GAP_S * 1.1)
-    for events in _event_chunks(count, chunk, seed, start):
+    for events in event_chunks(count, chunk, seed, start):
         yield encode(events)
 
 
@@ -171,3 +176,28 @@ def region_mix(events: Sequence[EventBase], top: int = 12) -> dict[str, float]:
     regions = Counter(e.region for e in events if isinstance(e, AccountDisrupted))
     total = sum(regions.values()) or 1
     return {region: round(n / total, 3) for region, n in regions.most_common(top)}
+
+
+def rate_events(days: float, per_second: float, seed: int = DEFAULT_SEED) -> list[EventBase]:
+    """``days`` of event time at ``per_second`` events a second on average, like the sample's."""
+    count = round(days * 86_400 * per_second)
+    start = T0 - dt.timedelta(days=days)
+    return next(event_chunks(count, count, seed, start, gap_s=1 / per_second), [])
+
+
+def region_events(count: int, regions: int, seed: int = DEFAULT_SEED) -> list[AccountDisrupted]:
+    """``count`` account disruptions spread evenly over the first ``regions`` region codes.
+
+    At most 250: the schema takes ISO 3166-1 alpha-2 codes and ``unknown``, nothing else.
+    """
+    codes = [*sorted(ISO_3166_ALPHA2), UNKNOWN_REGION][:regions]
+    _, accounts = _templates()
+    rng = random.Random(seed)  # noqa: S311 - reproducible workload, not secrets
+    when, events = T0 - dt.timedelta(seconds=count * MEAN_GAP_S), []
+    for index in range(count):
+        when += dt.timedelta(seconds=MEAN_GAP_S)
+        data = rng.choice(accounts).model_dump()
+        data["actor"]["region"] = codes[index % len(codes)]
+        data.update(event_id=_uuid(rng), occurred_at=when, recorded_at=when, synthetic=True)
+        events.append(AccountDisrupted.model_validate(data))
+    return events
