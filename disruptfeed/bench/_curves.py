@@ -313,7 +313,9 @@ def curves_table(curves: dict[str, Any]) -> str:
         lines += [f"| {curve['x_label']} | events/s | {extra} |", "| ---: | ---: | ---: |"]
         for point in curve["points"]:
             other = point.get("state_mb", point.get("seconds", ""))
-            lines.append(f"| {point['x']:,g} | {point['events_per_s']:,.0f} | {other} |")
+            x = point["x"]
+            shown = f"{x:,.0f}" if float(x).is_integer() else f"{x:g}"
+            lines.append(f"| {shown} | {point['events_per_s']:,.0f} | {other} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -341,6 +343,8 @@ def plot_curves(curves: dict[str, Any], path: Path) -> None:
         ax.set_ylim(bottom=0)
         if name == "replay-verify":
             ax.set_xscale("log")
+        else:
+            ax.set_xticks(xs)
         if name.startswith("processor"):
             twin = ax.twinx()
             twin.plot(xs, [p["state_mb"] for p in points], "s--", color="tab:red")
