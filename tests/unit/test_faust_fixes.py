@@ -80,6 +80,14 @@ async def test_flush_of_a_stopped_buffer_with_records_left_raises() -> None:
         await buffer.flush()
 
 
+async def _loop_turn() -> None:
+    """One turn of the event loop: what the fake broker's answer takes."""
+    loop = asyncio.get_running_loop()
+    turned = loop.create_future()
+    loop.call_soon(turned.set_result, None)
+    await turned
+
+
 class _Client:
     """The aiokafka consumer under Faust's, on aiokafka's own partition states.
 
@@ -106,7 +114,7 @@ class _Client:
         return dict(self.committed)
 
     async def beginning_offsets(self, tps: list[Any]) -> dict[Any, int]:
-        await asyncio.sleep(0)  # the broker's answer
+        await _loop_turn()  # the broker's answer
         return dict.fromkeys(tps, 3)
 
     def seek(self, tp: Any, offset: int) -> None:
@@ -115,7 +123,7 @@ class _Client:
     async def seek_to_beginning(self, *tps: Any) -> None:
         for tp in tps:
             self.state(tp).await_reset(OffsetResetStrategy.EARLIEST)
-        await asyncio.sleep(0)  # the broker's answer
+        await _loop_turn()  # the broker's answer
         for tp in tps:
             self.state(tp).reset_to(3)
 
@@ -162,7 +170,7 @@ async def test_source_partitions_with_no_commit_are_sought_to_their_beginning() 
     seeking = asyncio.ensure_future(consumer.seek_to_committed())
     while not seeking.done():  # what Faust's livelock check reads, on every loop turn
         assert all(client.state(tp).has_valid_position for tp in committed)
-        await asyncio.sleep(0)
+        await _loop_turn()
     assert seeking.result() == committed
     positions = {tp: client.state(tp).position for tp in committed}
     fresh = {TP("t.network-identified", 1), TP("t.report-released", 2)}
