@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["partitions_of", "read_to_end", "start_consumer", "start_producer"]
+__all__ = ["leaders_known", "partitions_of", "read_to_end", "start_consumer", "start_producer"]
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -80,6 +80,26 @@ async def partitions_of(
     return sorted(parts)
 
 
+async def leaders_known(consumer: Any, parts: list[Any], seconds: float = 30.0) -> None:
+    """Wait (at most ``seconds``) until every partition in ``parts`` has a leader.
+
+    A topic created a moment ago has none for a while: an offset lookup then fails with
+    NotLeaderForPartition and aiokafka retries it in the background, past the consumer's
+    ``stop()``, leaving a connection open. Past the deadline the read goes on as before.
+    """
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + seconds, 0.05
+    while True:
+        metadata = await cluster_metadata(consumer)
+        leaders = [metadata.leader_for_partition(tp) for tp in parts]
+        if all(leader is not None and leader >= 0 for leader in leaders):
+            return
+        if loop.time() > deadline:
+            return
+        await asyncio.sleep(delay)  # backoff between metadata requests
+        delay = min(delay * 2, 1.0)
+
+
 async def read_to_end(
     consumer: Any, topic: str, bootstrap: str, start: dict[int, int] | None = None
 ) -> AsyncIterator[Any]:
@@ -91,6 +111,7 @@ async def read_to_end(
     from aiokafka import TopicPartition
 
     parts = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic, bootstrap)]
+    await leaders_known(consumer, parts)
     consumer.assign(parts)
     if start is None:
         await consumer.seek_to_beginning(*parts)
