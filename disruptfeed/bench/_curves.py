@@ -230,13 +230,13 @@ def _settled(workers: list[BenchWorker], timeout: float = 120.0) -> None:
     for worker in workers:
         worker.wait_healthy()
     while time.monotonic() < deadline:
-        if all(_ready(w).get("partitions") for w in workers):
+        if all(_document(w, "/ready").get("partitions") for w in workers):
             return
         time.sleep(0.2)  # polling /ready: a worker's assignment signals nothing else
     raise BenchError("the workers never all held partitions")
 
 
-def _ready(worker: BenchWorker, path: str = "/ready") -> dict[str, Any]:
+def _document(worker: BenchWorker, path: str) -> dict[str, Any]:
     """The worker's /ready (or /health) document, 503 or not; {} when it does not answer."""
     url = worker.health_url.removesuffix("/health") + path
     try:
@@ -259,7 +259,7 @@ def _drain_many(
     healths: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         # Whatever each says of itself (a worker recovering from the join still counts).
-        healths = [_ready(w, "/health") for w in workers]
+        healths = [_document(w, "/health") for w in workers]
         counted = sum(int(h.get("counted", 0)) for h in healths)
         now = time.perf_counter()
         if started is None and counted > 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from aiohttp import web
@@ -68,26 +68,7 @@ async def read_raw(
     settings: Settings, topic: str
 ) -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
     """Every record on a topic now: (key, value, headers)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
-    await start_consumer_client(consumer)
-    try:
-        from aiokafka import TopicPartition
-
-        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        end = await consumer.end_offsets(parts)
-        out = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end[tp] for tp in parts])
-
-        while await behind():
-            for records in (await consumer.getmany(timeout_ms=1_000)).values():
-                out += [(r.key, r.value, dict(r.headers)) for r in records]
-        return out
-    finally:
-        await consumer.stop()
+    return [(r.key, r.value, dict(r.headers)) for r in await _records(settings, topic)]
 
 
 async def dead_letters(settings: Settings) -> list[dict[str, bytes]]:
@@ -97,8 +78,8 @@ async def dead_letters(settings: Settings) -> list[dict[str, bytes]]:
     return [headers for _, _, headers in await read_raw(settings, settings.topic(DEAD_LETTER))]
 
 
-async def _records(settings: Settings, topic: str) -> list[tuple[int, int, bytes | None]]:
-    """Every record on a topic now: (partition, offset, value)."""
+async def _records(settings: Settings, topic: str) -> list[Any]:
+    """Every record on a topic now, as aiokafka's ConsumerRecords."""
     from aiokafka import TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
@@ -108,10 +89,10 @@ async def _records(settings: Settings, topic: str) -> list[tuple[int, int, bytes
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         end = await consumer.end_offsets(parts)
-        out: list[tuple[int, int, bytes | None]] = []
+        out: list[Any] = []
         while any([await consumer.position(tp) < end[tp] for tp in parts]):
             for records in (await consumer.getmany(timeout_ms=1_000)).values():
-                out += [(r.partition, r.offset, r.value) for r in records]
+                out += records
         return out
     finally:
         await consumer.stop()
@@ -136,8 +117,9 @@ async def takeover_dump(settings: Settings) -> str:
         f"{tp.topic.removeprefix(settings.topic_prefix)}:{tp.partition}@{om.offset}"
         for tp, om in sorted(commits.items()))]  # fmt: skip
     in_rows: set[str] = set()
-    for partition, offset, value in await _records(settings, f"{group}-events-changelog"):
-        row = orjson.loads(value) if value else None
+    for record in await _records(settings, f"{group}-events-changelog"):
+        partition, offset = record.partition, record.offset
+        row = orjson.loads(record.value) if record.value else None
         if isinstance(row, dict):
             if "events" in row:
                 in_rows.update(str(e[0]) for e in row["events"])
@@ -146,8 +128,9 @@ async def takeover_dump(settings: Settings) -> str:
         else:
             lines.append(f"row {partition}@{offset}: tombstone")
     for name in EVENT_TOPICS:
-        for partition, offset, value in await _records(settings, settings.topic(name)):
-            event = orjson.loads(value) if value else {}
+        for record in await _records(settings, settings.topic(name)):
+            partition, offset = record.partition, record.offset
+            event = orjson.loads(record.value) if record.value else {}
             if event.get("event_id") not in in_rows:
                 region = event.get("actor", {}).get("region")
                 what = f"{event.get('event_id')} {region} {event.get('occurred_at')}"
