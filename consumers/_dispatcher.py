@@ -33,7 +33,13 @@ import orjson
 from pydantic import ValidationError
 
 from consumers._dispatch_state import Cursor, DispatchState, PendingDelivery, encode, firing_key
-from consumers._kafka import partitions_of, read_to_end, start_consumer, start_producer
+from consumers._kafka import (
+    partitions_of,
+    read_to_end,
+    seek_to_offsets,
+    start_consumer,
+    start_producer,
+)
 from consumers._metrics import DeliveryMetrics
 from consumers._registry import SubscriptionAdmin, SubscriptionRegistry
 from consumers._webhooks import (
@@ -44,6 +50,7 @@ from consumers._webhooks import (
     webhook_body,
     webhook_id,
 )
+from disruptfeed._aiokafka import stop_client
 from disruptfeed._metrics import LagMonitor
 from disruptfeed.settings import Settings
 from disruptfeed.topics import (
@@ -151,7 +158,7 @@ class Dispatcher:
             ):
                 self.state.apply((record.key or b"").decode(), record.value)
         finally:
-            await loader.stop()
+            await stop_client(loader)
         self.state.settle()
         await self.registry.start()
         self.admin = SubscriptionAdmin(settings, self.registry, self._producer)
@@ -167,12 +174,11 @@ class Dispatcher:
             for p in await partitions_of(consumer, self._alerts_topic, settings.bootstrap)
         ]
         consumer.assign(parts)
+        committed = {tp: await consumer.committed(tp) for tp in parts}
+        await seek_to_offsets(consumer, [tp for tp in parts if committed[tp] is None])
         for tp in parts:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, committed)
+            if committed[tp] is not None:
+                consumer.seek(tp, committed[tp])
             self._next[tp.partition] = await consumer.position(tp)
         if self._client is None:
             self._client = httpx.AsyncClient(
@@ -224,7 +230,7 @@ class Dispatcher:
             await asyncio.gather(*self._unacked, return_exceptions=True)
         for closing in (self._consumer, self._producer):
             if closing is not None:
-                await closing.stop()
+                await stop_client(closing)
         self._consumer = self._producer = None
         if self._own_client and self._client is not None:
             await self._client.aclose()
@@ -359,7 +365,7 @@ class Dispatcher:
                         self._match(tp.partition, record, wanted, writes, fresh)
                 left = {p for p in left if await reader.position(parts[p]) < self._next[p]}
         finally:
-            await reader.stop()
+            await stop_client(reader)
 
     def _backfill_from(self, sub: SubscriptionRecord, partition: int) -> int:
         cursor = self.state.cursors.get(sub.id)

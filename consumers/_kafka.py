@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["leaders_known", "partitions_of", "read_to_end", "start_consumer", "start_producer"]
+__all__ = [
+    "partitions_of",
+    "read_to_end",
+    "seek_to_offsets",
+    "start_consumer",
+    "start_producer",
+]
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -80,24 +86,22 @@ async def partitions_of(
     return sorted(parts)
 
 
-async def leaders_known(consumer: Any, parts: list[Any], seconds: float = 30.0) -> None:
-    """Wait (at most ``seconds``) until every partition in ``parts`` has a leader.
+async def seek_to_offsets(consumer: Any, parts: list[Any], where: str = "beginning") -> None:
+    """Position each of the assigned ``parts`` at its first offset (or its end, ``where="end"``).
 
-    A topic created a moment ago has none for a while: an offset lookup then fails with
-    NotLeaderForPartition and aiokafka retries it in the background, past the consumer's
-    ``stop()``, leaving a connection open. Past the deadline the read goes on as before.
+    The offsets are looked up in the foreground, where aiokafka retries NotLeaderForPartition (a
+    topic created a moment ago) until its request timeout; ``seek_to_beginning`` instead leaves
+    a reset to the fetcher's background task, which retried it past ``stop()`` and leaked its
+    connection (test_api, in CI).
     """
-    loop = asyncio.get_running_loop()
-    deadline, delay = loop.time() + seconds, 0.05
-    while True:
-        metadata = await cluster_metadata(consumer)
-        leaders = [metadata.leader_for_partition(tp) for tp in parts]
-        if all(leader is not None and leader >= 0 for leader in leaders):
-            return
-        if loop.time() > deadline:
-            return
-        await asyncio.sleep(delay)  # backoff between metadata requests
-        delay = min(delay * 2, 1.0)
+    if not parts:
+        return
+    if where == "end":
+        offsets = await consumer.end_offsets(parts)
+    else:
+        offsets = await consumer.beginning_offsets(parts)
+    for tp in parts:
+        consumer.seek(tp, offsets[tp])
 
 
 async def read_to_end(
@@ -111,15 +115,12 @@ async def read_to_end(
     from aiokafka import TopicPartition
 
     parts = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic, bootstrap)]
-    await leaders_known(consumer, parts)
     consumer.assign(parts)
-    if start is None:
-        await consumer.seek_to_beginning(*parts)
-    else:
-        await consumer.seek_to_beginning(*[tp for tp in parts if tp.partition not in start])
-        for tp in parts:
-            if tp.partition in start:
-                consumer.seek(tp, start[tp.partition])
+    start = start or {}
+    await seek_to_offsets(consumer, [tp for tp in parts if tp.partition not in start])
+    for tp in parts:
+        if tp.partition in start:
+            consumer.seek(tp, start[tp.partition])
     ends = await consumer.end_offsets(parts)
     while True:
         left = [tp for tp in parts if await consumer.position(tp) < ends[tp]]

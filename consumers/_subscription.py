@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 from uuid import UUID
 
+from consumers._kafka import seek_to_offsets
 from disruptfeed._aiokafka import cluster_metadata, start_consumer_client, stop_client
 from disruptfeed._security import connect_failure
 from disruptfeed.errors import ConfigurationError, InvalidEventError
@@ -213,10 +214,9 @@ class Subscription:
             for tp in parts:
                 hit = found.get(tp)
                 consumer.seek(tp, hit.offset if hit is not None else ends[tp])
-        elif self._start == "earliest":
-            await consumer.seek_to_beginning(*parts)
         else:
-            await consumer.seek_to_end(*parts)
+            where = "beginning" if self._start == "earliest" else "end"
+            await seek_to_offsets(consumer, parts, where)
 
     async def stop(self) -> None:
         """Commit what was processed and disconnect."""
