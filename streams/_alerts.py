@@ -182,6 +182,8 @@ class Lifecycle:
         self.repeat_ms = repeat_ms
         self.episodes: dict[str, Episode] = {}
         self._changed: dict[str, None] = {}  # an ordered set: fingerprints to persist
+        self._by_type: dict[str, dict[str, None]] = {}
+        """Event type -> fingerprints of its live episodes: a sweep visits one type's only."""
 
     def step(self, fresh: Episode, now_ms: int, fp: str | None = None) -> list[Alert]:
         """Fold a new evaluation into its fingerprint's episode; return the messages it causes.
@@ -217,9 +219,11 @@ class Lifecycle:
     def _settle(self, ep: Episode, now_ms: int, fp: str, out: list[Alert]) -> list[Alert]:
         self._changed[fp] = None
         if ep.holds(now_ms):
+            if fp not in self.episodes:
+                self._by_type.setdefault(ep.labels["event_type"], {})[fp] = None
             self.episodes[fp] = ep
             return out
-        self.episodes.pop(fp, None)  # absent when it fired and ended in this one step
+        self._drop(fp)  # absent when it fired and ended in this one step
         if ep.hold_until_ms is not None:
             ended = ep.replace(summary=f"{ep.summary}; resolved: hold ended")
             out.append(ended.alert(fp, "resolved", ends_ms=ep.hold_until_ms))
@@ -243,7 +247,8 @@ class Lifecycle:
 
     def end(self, fp: str, now_ms: int, why: str) -> Alert:
         """Resolve an episode unconditionally (its rule is gone), ``why`` going in the summary."""
-        ep = self.episodes.pop(fp)
+        ep = self.episodes[fp]
+        self._drop(fp)
         self._changed[fp] = None
         ended = ep.replace(last_eval_ms=now_ms, summary=f"{ep.summary}; {why}")
         return ended.alert(fp, "resolved", ends_ms=now_ms)
@@ -257,15 +262,38 @@ class Lifecycle:
         self._changed.clear()
         return changes
 
-    def ordered(self, where: Callable[[str, str], bool] | None = None) -> list[tuple[str, Episode]]:
+    def take_changed(self) -> list[str]:
+        """:meth:`take_changes` without the states: the fingerprints changed since the last call.
+
+        The worker asks after every record but persists one state per episode per batch: it
+        reads each state once, when the batch ends (:meth:`episode_state`).
+        """
+        changed = list(self._changed)
+        self._changed.clear()
+        return changed
+
+    def _drop(self, fp: str) -> None:
+        ep = self.episodes.pop(fp, None)
+        if ep is not None:
+            self._by_type.get(ep.labels["event_type"], {}).pop(fp, None)
+
+    def ordered(
+        self, where: Callable[[str, str], bool] | None = None, event_type: str | None = None
+    ) -> list[tuple[str, Episode]]:
         """The episodes, by start then fingerprint: the same order on every run.
 
         Args:
             where: ``(region, event_type) -> bool`` to choose episodes; None: all of them.
+            event_type: only episodes of this event type (looked up, not scanned for).
         """
+        episodes = self.episodes
+        if event_type is None:
+            pairs = list(episodes.items())
+        else:
+            pairs = [(fp, episodes[fp]) for fp in self._by_type.get(event_type, ())]
         chosen = [
             (fp, ep)
-            for fp, ep in self.episodes.items()
+            for fp, ep in pairs
             if where is None or where(ep.labels["region"], ep.labels["event_type"])
         ]
         return sorted(chosen, key=lambda item: (item[1].starts_ms, item[0]))
@@ -296,4 +324,7 @@ class Lifecycle:
                 raise ValueError(f"state entry {fp!r} is not the fingerprint of its labels")
             episodes[fp] = ep
         self.episodes = episodes
+        self._by_type = {}
+        for fp, ep in episodes.items():
+            self._by_type.setdefault(ep.labels["event_type"], {})[fp] = None
         self._changed.clear()

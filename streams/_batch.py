@@ -82,7 +82,12 @@ async def count_batch(state: WorkerState, sinks: Sinks, batch: Sequence[Any]) ->
             state.processor.stats.processed += len(failed)
             for reason in failed.values():
                 state.processor.stats.dead_letter(reason)
+    engine = state.processor.engine  # after a failure's rebuild, the rebuilt one
     for row in rows.values():
+        for fp, entry in row.episodes.items():
+            # Each episode's latest state: what it became with the last record that changed it,
+            # or later in this batch by a sweep's touch, which the row's offsets cover too.
+            entry[1] = engine.episode_state(fp)
         row.offsets.update(handled.pop(row.first.message.partition, {}))
         with _as_current(row.first):
             msg = row.first.message
@@ -122,11 +127,9 @@ def compact_if_due(state: WorkerState, sinks: Sinks, partition: int, record: Any
     horizon = processor.dedupe_horizon_ms
     if horizon is None:
         return
-    store = processor.store
+    # The partition's few sources, not every series: this runs once per partition per batch.
     cuts = {
-        source: mark - horizon
-        for source in {s for s in store.sources().values() if s.endswith(f":{partition}")}
-        if (mark := store.watermark(source)) is not None
+        source: mark - horizon for source, mark in processor.store.watermarks_on(partition).items()
     }
     if not cuts:
         return
@@ -198,7 +201,7 @@ async def _count_one(
         _headers(msg.headers),
         timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
     )
-    changes = processor.engine.take_changes()
+    changed = processor.engine.take_changed()
     if outcome.dead_letter is not None:
         dl = outcome.dead_letter
         if send:
@@ -214,12 +217,14 @@ async def _count_one(
                 headers=alert_headers(alert),
             )
     # Only once every send is acknowledged: a record that fails leaves no trace in the rows.
-    if changes or outcome.counted is not None:
+    if changed or outcome.counted is not None:
         row = rows.get(msg.partition)
         if row is None:
             row = rows[msg.partition] = Row(record)
-        for fp, episode in changes:
-            row.episodes[fp] = [msg.offset, episode]
+        for fp in changed:
+            # The state is read when the batch ends (count_batch): an episode that changes
+            # with every event of a burst is serialised once per batch, not once per event.
+            row.episodes[fp] = [msg.offset, None]
     if outcome.counted is not None and outcome.event is not None:
         rows[msg.partition].events.append([str(outcome.event.event_id), *outcome.counted])
 

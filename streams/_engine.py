@@ -93,7 +93,11 @@ class AlertEngine:
         return fp
 
     def sweep(
-        self, store: CountStore, now_ms: int, where: Callable[[str, str], bool] | None = None
+        self,
+        store: CountStore,
+        now_ms: int,
+        where: Callable[[str, str], bool] | None = None,
+        event_type: str | None = None,
     ) -> list[Alert]:
         """Re-evaluate firing episodes at stream time ``now_ms``: repeats and resolutions.
 
@@ -102,10 +106,11 @@ class AlertEngine:
             now_ms: stream time.
             where: ``(region, event_type) -> bool``; only matching episodes are re-evaluated
                 (those whose stream time ``now_ms`` is). None: every episode.
+            event_type: only episodes of this event type (None: of every type).
         """
         self._check(store)
         out: list[Alert] = []
-        for fp, ep in self._life.ordered(where):
+        for fp, ep in self._life.ordered(where, event_type):
             rule = self._by_name.get(ep.rule)
             if isinstance(rule, ThresholdRule | SurgeRule) and _same_series(rule, ep):
                 if ep.last_eval_ms == now_ms:
@@ -139,6 +144,10 @@ class AlertEngine:
     def take_changes(self) -> list[tuple[str, dict[str, Any] | None]]:
         """Episodes changed since the last call: ``(fingerprint, state or None if ended)``."""
         return self._life.take_changes()
+
+    def take_changed(self) -> list[str]:
+        """Fingerprints of the episodes changed since the last call (states not built)."""
+        return self._life.take_changed()
 
     def restore(self, state: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the engine's memory with a :meth:`state` result (ValueError if malformed)."""

@@ -351,13 +351,13 @@ class Processor:
         due = self._swept.get((partition, event.type))
         if due is None or now >= due:
             self._swept[(partition, event.type)] = now + SWEEP_EVERY_MS
+            partition_of = self._partition_of
             alerts += self.engine.sweep(
                 self.store,
                 now,
                 # Only episodes this partition's stream time governs: keeps alerts deterministic.
-                where=lambda region, event_type: (
-                    event_type == event.type and self._partition_of.get(region) == partition
-                ),
+                where=lambda region, _: partition_of.get(region) == partition,
+                event_type=event.type,
             )
         if alerts:
             stats.alerts_sent += len(alerts)

@@ -200,6 +200,11 @@ class CountStore:
         """(region, event type) -> the topic-partition its events come from ('' if only late)."""
         return {key: series.source for key, series in self._series.items()}
 
+    def watermarks_on(self, partition: int) -> dict[str, int]:
+        """Source -> watermark, of the sources of one partition (``topic:partition``)."""
+        suffix = f":{partition}"
+        return {src: mark for src, mark in self._watermarks.items() if src.endswith(suffix)}
+
     def regions(self) -> list[str]:
         """Every region with at least one counted event, sorted."""
         return sorted({region for region, _ in self._series})

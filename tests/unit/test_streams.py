@@ -68,6 +68,18 @@ def test_lateness_follows_the_partition_watermark() -> None:
     assert detail["accounts"] == {"1h": 2, "24h": 2, "7d": 2, "total": 4}
 
 
+def test_the_watermarks_of_one_partition_are_its_sources_only() -> None:
+    store = CountStore(grace_ms=H)
+    store.add(_counted(600))
+    store.add(_counted(30, region="IR", source="t.account-disrupted:10"))
+    store.add(_counted(5, region="CN", source="t.network-identified:1"))
+    store.add_totals("t.report-released:0", "FR", "report.released", 3, 3, 0)  # no watermark
+    assert store.watermarks_on(0) == {SRC: _ms(600)}
+    assert store.watermarks_on(1) == {"t.network-identified:1": _ms(5)}
+    assert store.watermarks_on(10) == {"t.account-disrupted:10": _ms(30)}
+    assert store.watermarks_on(2) == {}
+
+
 def test_restore_is_independent_of_row_order() -> None:
     rng = random.Random(1)
     # A region's events travel on one partition (its key's), so each series has one source.
