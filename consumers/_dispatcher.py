@@ -260,9 +260,11 @@ class Dispatcher:
                 self._next[tp.partition] = record.offset + 1
                 self.stats.alerts_read += 1
         await self._persist(writes)
-        await self._consumer.commit({tp: self._next[tp.partition] for tp in batches})
+        # Durable from here: delivery need not wait for the commit's round trip (an alert read
+        # again after a crash in between is matched by its cursor and not delivered twice).
         for item in fresh:
             self._push(item.due_ms, item.key)
+        await self._consumer.commit({tp: self._next[tp.partition] for tp in batches})
 
     def _match(
         self,
