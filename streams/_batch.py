@@ -45,15 +45,18 @@ class Sinks:
 async def count_batch(state: WorkerState, sinks: Sinks, batch: Sequence[Any]) -> None:
     """Count a batch of source records: dead letters, alerts and one table row per partition.
 
-    Every alert is acknowledged before the row that records its transition is written: killed
-    in between, the records (not committed) are read again from the restored state and raise
-    the same alerts, same ids, again.
+    The batch's dead letters and alerts are all queued before any acknowledgement is awaited
+    (awaited one at a time, each waited out a linger and a round trip, and a stream of bad
+    records or an alert storm went at a few hundred records a second). Every acknowledgement is
+    in before the rows that record the transitions are written: killed in between, the records
+    (not committed) are read again from the restored state and raise the same alerts, same ids,
+    again.
 
     A record whose handling fails (a sink still refused it after retries, say) is dead-lettered
     with the exception as its reason, by reference, and the rest of the batch is still counted:
     Faust acknowledges the whole batch whatever happens, so an exception escaping here would
     lose all of it. The failed record had already changed the counts and episodes in memory, so
-    they are rebuilt from the tables and the batch's earlier records replayed (without sending
+    they are rebuilt from the tables and the batch's other records replayed (without sending
     again): memory then holds what a restart would restore. Failures are rare; a rebuild costs
     a read of the tables.
     """
@@ -61,27 +64,29 @@ async def count_batch(state: WorkerState, sinks: Sinks, batch: Sequence[Any]) ->
     stats = state.processor.stats.copy()
     failed: dict[int, str] = {}  # index in the batch -> the reason its dead letter counts under
     handled: dict[int, dict[str, int]] = {}  # partition -> source -> the last offset handled
+    in_flight: list[_InFlight] = []
     if state.fill is not None:
         batch = await fill_holes(state.processor.replayed, state.fill, batch, state.starts)
     for i, record in enumerate(batch):
         msg = record.message
         handled.setdefault(msg.partition, {})[f"{msg.topic}:{msg.partition}"] = msg.offset
         try:
-            await _count_one(state, sinks, record, rows)
+            await _count_one(state, sinks, record, rows, in_flight=in_flight, index=i)
         except Exception as exc:
-            if not isinstance(exc, _HalfApplied):
-                msg = record.message
-                log.exception("could not handle %s[%d]@%d; dead-lettered", msg.topic,
-                              msg.partition, msg.offset)  # fmt: skip
-                reasons = dead_letter_headers(msg.topic, msg.partition, msg.offset, exc)
-                reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(msg.value or b"")).encode()))
-                await _send(sinks.dead_letter, key=msg.key, value=b"", headers=reasons)
-            failed[i] = "internal" if isinstance(exc, _HalfApplied) else "handling-failed"
-            rows = await _replayed(state, sinks, [r for j, r in enumerate(batch[:i])
-                                                  if j not in failed], stats)  # fmt: skip
-            state.processor.stats.processed += len(failed)
-            for reason in failed.values():
-                state.processor.stats.dead_letter(reason)
+            failed[i] = await _dead_letter_failed(sinks, record, exc)
+            rows = await _replayed(state, sinks, _without(batch[:i], failed), stats)
+    late: list[int] = []
+    for i, error in await _acknowledged(in_flight):
+        if failed.get(i) == "internal":  # its own dead letter was refused: one by reference
+            await _dead_letter_failed(sinks, batch[i], error)
+        elif i not in failed:
+            failed[i] = await _dead_letter_failed(sinks, batch[i], error)
+            late.append(i)
+    if late:
+        rows = await _replayed(state, sinks, _without(batch, failed), stats)
+    state.processor.stats.processed += len(failed)
+    for reason in failed.values():
+        state.processor.stats.dead_letter(reason)
     engine = state.processor.engine  # after a failure's rebuild, the rebuilt one
     for row in rows.values():
         for fp, entry in row.episodes.items():
@@ -104,6 +109,23 @@ async def count_batch(state: WorkerState, sinks: Sinks, batch: Sequence[Any]) ->
     for partition, row in rows.items():
         compact_if_due(state, sinks, partition, row.first)
     _observe_latency(state.latency, batch)
+
+
+def _without(records: Sequence[Any], failed: dict[int, str]) -> list[Any]:
+    return [r for j, r in enumerate(records) if j not in failed]
+
+
+async def _dead_letter_failed(sinks: Sinks, record: Any, exc: Exception) -> str:
+    """Dead-letter a record whose handling failed, by reference; the reason it counts under."""
+    if isinstance(exc, _HalfApplied):
+        return "internal"  # the processor's own dead letter is already on its way
+    msg = record.message
+    log.error("could not handle %s[%d]@%d (%r); dead-lettered", msg.topic, msg.partition,
+              msg.offset, exc, exc_info=exc)  # fmt: skip
+    reasons = dead_letter_headers(msg.topic, msg.partition, msg.offset, exc)
+    reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(msg.value or b"")).encode()))
+    await _send(sinks.dead_letter, key=msg.key, value=b"", headers=reasons)
+    return "handling-failed"
 
 
 def _observe_latency(latency: Buckets, batch: Sequence[Any]) -> None:
@@ -160,7 +182,7 @@ async def _replayed(
     state.processor.stats = stats.copy()
     rows: dict[int, Row] = {}
     for record in records:
-        await _count_one(state, sinks, record, rows, send=False)
+        await _count_one(state, sinks, record, rows)
     return rows
 
 
@@ -187,9 +209,48 @@ async def _send(topic: Any, *, key: Any, value: bytes, headers: Any) -> None:
             await asyncio.sleep(0.2 * 2**attempt)  # backoff between tries, not a wait for a state
 
 
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A send whose acknowledgement is awaited at the end of its batch."""
+
+    index: int
+    """The batch record it belongs to."""
+    topic: Any
+    record: dict[str, Any]
+    ack: Any
+
+
+async def _acknowledged(in_flight: list[_InFlight]) -> list[tuple[int, Exception]]:
+    """Await every acknowledgement; a send refused with a retriable error is sent again.
+
+    Returns:
+        The batch records whose sends failed for good, with the error.
+    """
+    failures: list[tuple[int, Exception]] = []
+    for sent in in_flight:
+        try:
+            await sent.ack
+        except Exception as exc:
+            if not getattr(exc, "retriable", False):
+                failures.append((sent.index, exc))
+                continue
+            try:
+                await _send(sent.topic, **sent.record)
+            except Exception as again:
+                failures.append((sent.index, again))
+    return failures
+
+
 async def _count_one(
-    state: WorkerState, sinks: Sinks, record: Any, rows: dict[int, Row], *, send: bool = True
+    state: WorkerState,
+    sinks: Sinks,
+    record: Any,
+    rows: dict[int, Row],
+    *,
+    in_flight: list[_InFlight] | None = None,
+    index: int = 0,
 ) -> None:
+    """Count one record into ``rows``; its sends join ``in_flight`` (None: nothing is sent)."""
     processor = state.processor
     msg = record.message
     outcome = processor.process(
@@ -202,21 +263,33 @@ async def _count_one(
         timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
     )
     changed = processor.engine.take_changed()
+
+    async def send(topic: Any, **message: Any) -> None:
+        if in_flight is None:
+            return
+        try:
+            ack = await topic.send(**message)
+        except Exception as exc:
+            if not getattr(exc, "retriable", False):
+                raise
+            await _send(topic, **message)  # not even queued: retried now, with backoff
+        else:
+            in_flight.append(_InFlight(index, topic, message, ack))
+
     if outcome.dead_letter is not None:
         dl = outcome.dead_letter
-        if send:
-            await _send(sinks.dead_letter, key=dl.key, value=dl.value or b"", headers=dl.headers)
+        await send(sinks.dead_letter, key=dl.key, value=dl.value or b"", headers=dl.headers)
         if outcome.internal_error:
             raise _HalfApplied
-    elif send:
+    else:
         for alert in outcome.alerts:
-            await _send(
+            await send(
                 sinks.alerts,
                 key=alert_key(alert),
                 value=encode_alert(alert),
                 headers=alert_headers(alert),
             )
-    # Only once every send is acknowledged: a record that fails leaves no trace in the rows.
+    # A record whose send fails leaves no trace in the rows: they are rebuilt without it.
     if changed or outcome.counted is not None:
         row = rows.get(msg.partition)
         if row is None:

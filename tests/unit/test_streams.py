@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
 from pathlib import Path
@@ -483,3 +484,107 @@ def test_hostile_record_framing_is_dead_lettered_with_its_reason() -> None:
                for k, v in good]  # fmt: skip
     assert proc.process("t.account-disrupted", 0, 5, b"RU", value, charset,
                         lambda _: False).counted is not None  # fmt: skip
+
+
+class _RawRecord:
+    def __init__(self, value: bytes, offset: int) -> None:
+        self.message = type("Message", (), {
+            "topic": "t.account-disrupted", "partition": 0, "offset": offset, "key": b"RU",
+            "value": value, "headers": [], "timestamp": None,
+        })  # fmt: skip
+
+
+class _AckTopic:
+    """A sink whose sends are acknowledged later: all at once when ``gate`` has ``total`` sends,
+    or at once; the first ``fail`` acknowledgements fail with a non-retriable error."""
+
+    def __init__(
+        self, gate: list[asyncio.Future[None]] | None = None, total: int = 0, fail: int = 0
+    ) -> None:
+        self.gate, self.total, self.fail = gate, total, fail
+        self.sent: list[tuple[Any, Any, dict[str, bytes]]] = []
+
+    async def send(self, *, key: Any, value: Any, headers: Any) -> asyncio.Future[None]:
+        self.sent.append((key, value, dict(headers)))
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.fail:
+            self.fail -= 1
+            ack.set_exception(RuntimeError("the broker said no, late"))
+        elif self.gate is None:
+            ack.set_result(None)
+        else:
+            self.gate.append(ack)
+            if len(self.gate) == self.total:
+                for waiting in self.gate:
+                    waiting.set_result(None)
+        return ack
+
+
+async def test_a_batch_sends_its_dead_letters_and_alerts_before_awaiting_any() -> None:
+    """One acknowledgement at a time capped a stream of bad records at a few hundred a second
+    (a linger and a round trip each): the whole batch's sends must be in flight together."""
+    from streams._batch import Sinks, count_batch
+    from streams.app import WorkerState
+
+    state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
+    gate: list[asyncio.Future[None]] = []
+    dead, alerts = _AckTopic(gate, total=6), _AckTopic(gate, total=6)
+    events: dict[str, Any] = {}
+    batch: list[Any] = [_RawRecord(b"{", n) for n in range(5)]
+    batch.append(_Record(account("NG"), 5))
+    # Awaiting each acknowledgement before the next send never reaches the sixth send.
+    await asyncio.wait_for(count_batch(state, Sinks(events, {}, dead, alerts), batch), 10)
+    assert [h["dlq_offset"] for _, _, h in dead.sent] == [str(n).encode() for n in range(5)]
+    assert [decode_alert(v).region for _, v, _ in alerts.sent] == ["NG"]
+    row = events["t.account-disrupted:0:5"]  # keyed by its first counted record
+    assert [facts[2] for facts in row["events"]] == ["NG"]
+    assert set(row["episodes"]) == {a.fingerprint for a in state.processor.engine.active()}
+
+
+async def test_an_alert_refused_after_it_was_sent_dead_letters_its_record_only() -> None:
+    from streams._batch import Sinks, count_batch
+    from streams.app import WorkerState
+
+    state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
+    dead, alerts = _AckTopic(), _AckTopic(fail=99)
+    events: dict[str, Any] = {}
+    batch = [_Record(account("RU"), 0), _Record(account("NG"), 1), _Record(account("CN"), 2)]
+    await count_batch(state, Sinks(events, {}, dead, alerts), batch)
+
+    [(key, value, headers)] = dead.sent
+    assert (key, value, headers["dlq_offset"]) == (b"NG", b"", b"1")
+    [row] = events.values()
+    assert sorted(facts[2] for facts in row["events"]) == ["CN", "RU"]
+    assert row["episodes"] == {}
+    assert set(state.processor.store.snapshot()) == {"CN", "RU"}
+    assert state.processor.engine.active() == []
+    assert (state.processor.stats.counted, state.processor.stats.dead_lettered) == (2, 1)
+
+
+async def test_a_refused_dead_letter_of_a_worker_bug_is_sent_again_by_reference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams._batch import Sinks, count_batch
+    from streams.app import WorkerState
+
+    state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
+    engine = state.processor.engine
+    real = engine.on_event
+
+    def broken(event: Any, *args: Any, **kwargs: Any) -> Any:
+        if event.region == "NG":
+            raise ZeroDivisionError("a bug after the count")
+        return real(event, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "on_event", broken)
+    dead, alerts = _AckTopic(fail=1), _AckTopic()
+    events: dict[str, Any] = {}
+    batch = [_Record(account("RU"), 0), _Record(account("NG"), 1)]
+    await count_batch(state, Sinks(events, {}, dead, alerts), batch)
+
+    (copy, reference) = dead.sent  # the copy was refused after it was queued
+    assert copy[1] != b""
+    assert copy[2]["dlq_error_type"] == b"ZeroDivisionError"
+    assert (reference[0], reference[1], reference[2]["dlq_offset"]) == (b"NG", b"", b"1")
+    assert state.processor.stats.dead_lettered == 1
+    assert set(state.processor.store.snapshot()) == {"RU"}
