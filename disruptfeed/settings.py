@@ -97,7 +97,13 @@ class Settings(BaseSettings):
     # lz4 compresses JSON about 3x at a fraction of gzip's CPU; 20 ms of linger fills batches
     # under load while keeping publish-to-alert latency far below our 100 ms budget.
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = "lz4"
-    linger_ms: int = Field(default=20, ge=0, le=10_000)
+    linger_ms: int = Field(
+        default=20,
+        ge=0,
+        le=10_000,
+        description="How long a publisher's producer waits to fill a batch. 0 is the "
+        "low-latency profile (docs/publishers.md): alerts about 15 ms sooner, more requests.",
+    )
     max_batch_size: int = Field(default=256 * 1024, ge=16 * 1024)
 
     # --- Stream worker (Faust) ---------------------------------------------------------------
@@ -105,9 +111,9 @@ class Settings(BaseSettings):
         default=1,
         ge=0,
         le=10_000,
-        description="The worker's producer linger. It awaits each alert and dead letter before "
-        "the next record (they must be acknowledged before the table row that records them), so "
-        "every one waits this long; its other sends are one table row per partition per batch.",
+        description="The worker's producer linger. A batch's alerts and dead letters are sent "
+        "together and acknowledged before the table rows that record them, so the batch waits "
+        "this long once; its other sends are one table row per partition per batch.",
     )
     worker_host: str = Field(default="127.0.0.1", description="Address the query API binds to.")
     worker_port: int = Field(default=6066, ge=1, le=65_535)
