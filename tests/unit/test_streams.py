@@ -378,22 +378,29 @@ async def test_a_record_whose_alert_cannot_be_sent_is_dead_lettered_and_the_batc
     assert (state.processor.stats.counted, state.processor.stats.dead_lettered) == (2, 1)
 
 
-async def test_a_bug_half_way_through_a_record_leaves_no_trace_of_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from streams._batch import Sinks, count_batch
+def _state_with_a_bug_for(region: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A worker's state whose alert engine raises, after the count, on ``region``'s events."""
     from streams.app import WorkerState
 
-    state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
+    state = WorkerState(Settings(topic_prefix="t"), _threshold_processor(region, 1))
     engine = state.processor.engine
     real = engine.on_event
 
     def broken(event: Any, *args: Any, **kwargs: Any) -> Any:
-        if event.region == "NG":
+        if event.region == region:
             raise ZeroDivisionError("a bug after the count")
         return real(event, *args, **kwargs)
 
     monkeypatch.setattr(engine, "on_event", broken)
+    return state
+
+
+async def test_a_bug_half_way_through_a_record_leaves_no_trace_of_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams._batch import Sinks, count_batch
+
+    state = _state_with_a_bug_for("NG", monkeypatch)
     dead, alerts = _Topic(), _Topic()
     events: dict[str, Any] = {}
     batch = [_Record(account("RU"), 0), _Record(account("NG"), 1), _Record(account("CN"), 2)]
@@ -565,18 +572,8 @@ async def test_a_refused_dead_letter_of_a_worker_bug_is_sent_again_by_reference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from streams._batch import Sinks, count_batch
-    from streams.app import WorkerState
 
-    state = WorkerState(Settings(topic_prefix="t"), _threshold_processor("NG", 1))
-    engine = state.processor.engine
-    real = engine.on_event
-
-    def broken(event: Any, *args: Any, **kwargs: Any) -> Any:
-        if event.region == "NG":
-            raise ZeroDivisionError("a bug after the count")
-        return real(event, *args, **kwargs)
-
-    monkeypatch.setattr(engine, "on_event", broken)
+    state = _state_with_a_bug_for("NG", monkeypatch)
     dead, alerts = _AckTopic(fail=1), _AckTopic()
     events: dict[str, Any] = {}
     batch = [_Record(account("RU"), 0), _Record(account("NG"), 1)]
