@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from consumers._kafka import partitions_of, seek_to_offsets
+from consumers._kafka import assign_at, partitions_of
 from disruptfeed._aiokafka import start_consumer_client, stop_client
 from disruptfeed._security import connect_failure
 from disruptfeed.settings import Settings
@@ -50,8 +50,7 @@ async def read_alerts(
             TopicPartition(topic, p)
             for p in await partitions_of(consumer, topic, settings.bootstrap)
         ]
-        consumer.assign(parts)
-        await seek_to_offsets(consumer, parts, "beginning" if start == "earliest" else "end")
+        await assign_at(consumer, parts, "beginning" if start == "earliest" else "end")
         end = await consumer.end_offsets(parts) if until_end else {}
         while True:
             if until_end and all([await consumer.position(tp) >= end[tp] for tp in parts]):

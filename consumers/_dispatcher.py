@@ -34,9 +34,9 @@ from pydantic import ValidationError
 
 from consumers._dispatch_state import Cursor, DispatchState, PendingDelivery, encode, firing_key
 from consumers._kafka import (
+    assign_at,
     partitions_of,
     read_to_end,
-    seek_to_offsets,
     start_consumer,
     start_producer,
 )
@@ -173,12 +173,11 @@ class Dispatcher:
             TopicPartition(self._alerts_topic, p)
             for p in await partitions_of(consumer, self._alerts_topic, settings.bootstrap)
         ]
-        consumer.assign(parts)
-        committed = {tp: await consumer.committed(tp) for tp in parts}
-        await seek_to_offsets(consumer, [tp for tp in parts if committed[tp] is None])
+        committed = {tp.partition: await consumer.committed(tp) for tp in parts}
+        await assign_at(
+            consumer, parts, start={p: at for p, at in committed.items() if at is not None}
+        )
         for tp in parts:
-            if committed[tp] is not None:
-                consumer.seek(tp, committed[tp])
             self._next[tp.partition] = await consumer.position(tp)
         if self._client is None:
             self._client = httpx.AsyncClient(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 __all__ = [
+    "assign_at",
     "partitions_of",
     "read_to_end",
-    "seek_to_offsets",
     "start_consumer",
     "start_producer",
 ]
@@ -86,22 +86,27 @@ async def partitions_of(
     return sorted(parts)
 
 
-async def seek_to_offsets(consumer: Any, parts: list[Any], where: str = "beginning") -> None:
-    """Position each of the assigned ``parts`` at its first offset (or its end, ``where="end"``).
+async def assign_at(
+    consumer: Any, parts: list[Any], where: str = "beginning", start: dict[int, int] | None = None
+) -> None:
+    """Assign ``parts``, each at ``start[partition]`` or else its first offset (end: ``"end"``).
 
-    The offsets are looked up in the foreground, where aiokafka retries NotLeaderForPartition (a
-    topic created a moment ago) until its request timeout; ``seek_to_beginning`` instead leaves
-    a reset to the fetcher's background task, which retried it past ``stop()`` and leaked its
-    connection (test_api, in CI).
+    The offsets are looked up before the assignment, where aiokafka retries NotLeaderForPartition
+    (a topic created a moment ago) in the caller, and every partition is positioned in the same
+    step as it is assigned. A partition assigned without a position is reset by the fetcher's
+    background task instead, which logged NotLeaderForPartition, retried on its own schedule and
+    left a connection open past ``stop()`` (test_api and test_http_security, in CI; a lookup
+    after the assignment did not help, the fetcher started its own meanwhile).
     """
-    if not parts:
-        return
-    if where == "end":
-        offsets = await consumer.end_offsets(parts)
-    else:
-        offsets = await consumer.beginning_offsets(parts)
-    for tp in parts:
-        consumer.seek(tp, offsets[tp])
+    start = start or {}
+    rest = [tp for tp in parts if tp.partition not in start]
+    offsets: dict[Any, int] = {}
+    if rest:
+        lookup = consumer.end_offsets if where == "end" else consumer.beginning_offsets
+        offsets = await lookup(rest)
+    consumer.assign(parts)
+    for tp in parts:  # no await from the assignment to the last seek
+        consumer.seek(tp, start[tp.partition] if tp.partition in start else offsets[tp])
 
 
 async def read_to_end(
@@ -115,12 +120,7 @@ async def read_to_end(
     from aiokafka import TopicPartition
 
     parts = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic, bootstrap)]
-    consumer.assign(parts)
-    start = start or {}
-    await seek_to_offsets(consumer, [tp for tp in parts if tp.partition not in start])
-    for tp in parts:
-        if tp.partition in start:
-            consumer.seek(tp, start[tp.partition])
+    await assign_at(consumer, parts, start=start)
     ends = await consumer.end_offsets(parts)
     while True:
         left = [tp for tp in parts if await consumer.position(tp) < ends[tp]]

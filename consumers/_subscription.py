@@ -26,7 +26,6 @@ from types import TracebackType
 from typing import Any, Literal, Self
 from uuid import UUID
 
-from consumers._kafka import seek_to_offsets
 from disruptfeed._aiokafka import cluster_metadata, start_consumer_client, stop_client
 from disruptfeed._security import connect_failure
 from disruptfeed.errors import ConfigurationError, InvalidEventError
@@ -197,8 +196,12 @@ class Subscription:
                 for t in self._topics
                 for p in sorted(cluster.partitions_for_topic(t) or ())
             ]
+            # Positioned as assigned, with nothing awaited between: a partition assigned without
+            # a position is reset by aiokafka in the background (see consumers._kafka.assign_at).
+            offsets = await self._offsets(parts)
             consumer.assign(parts)
-            await self._position(parts)
+            for tp in parts:
+                consumer.seek(tp, offsets[tp])
             if self._stop_at_end:
                 self._end = {tp: off for tp, off in (await consumer.end_offsets(parts)).items()}
         else:
@@ -206,17 +209,27 @@ class Subscription:
             consumer.subscribe(self._topics, listener=_rebalance_listener(self, seek=seek))
 
     async def _position(self, parts: list[Any]) -> None:
+        """Seek ``parts``, already assigned (by the group), to where :attr:`_start` says."""
+        for tp, offset in (await self._offsets(parts)).items():
+            self._consumer.seek(tp, offset)
+
+    async def _offsets(self, parts: list[Any]) -> dict[Any, int]:
+        """Where :attr:`_start` puts each of ``parts``: looked up in the foreground."""
         consumer = self._consumer
         if isinstance(self._start, dt.datetime):
             stamp = int(self._start.timestamp() * 1000)
             found = await consumer.offsets_for_times(dict.fromkeys(parts, stamp))
             ends = await consumer.end_offsets(parts)
-            for tp in parts:
-                hit = found.get(tp)
-                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+            return {
+                tp: hit.offset if (hit := found.get(tp)) is not None else ends[tp] for tp in parts
+            }
+        if not parts:
+            return {}
+        if self._start == "earliest":
+            offsets: dict[Any, int] = await consumer.beginning_offsets(parts)
         else:
-            where = "beginning" if self._start == "earliest" else "end"
-            await seek_to_offsets(consumer, parts, where)
+            offsets = await consumer.end_offsets(parts)
+        return offsets
 
     async def stop(self) -> None:
         """Commit what was processed and disconnect."""

@@ -51,9 +51,9 @@ async def test_reading_topics_created_a_moment_ago_leaves_no_connection_open(
     make_settings: SettingsFactory,
 ) -> None:
     # The dispatcher loads its state from a dispatch-state topic made a moment before. A
-    # partition that has a leader in the metadata may still answer NotLeaderForPartition; a
-    # seek_to_beginning then left aiokafka resetting in the background, past stop(), and its
-    # connection open (test_api failed on it in CI, at teardown).
+    # partition that has a leader in the metadata may still answer NotLeaderForPartition; one
+    # assigned before its offset was looked up was reset by aiokafka in the background, past
+    # stop(), with a connection left open (test_api failed on it in CI, at teardown).
     from consumers._kafka import read_to_end
 
     for _ in range(10):
