@@ -220,7 +220,7 @@ class Lifecycle:
         self._changed[fp] = None
         if ep.holds(now_ms):
             if fp not in self.episodes:
-                self._by_type.setdefault(ep.labels["event_type"], {})[fp] = None
+                self._index(fp, ep)
             self.episodes[fp] = ep
             return out
         self._drop(fp)  # absent when it fired and ended in this one step
@@ -253,24 +253,18 @@ class Lifecycle:
         ended = ep.replace(last_eval_ms=now_ms, summary=f"{ep.summary}; {why}")
         return ended.alert(fp, "resolved", ends_ms=now_ms)
 
-    def take_changes(self) -> list[tuple[str, dict[str, Any] | None]]:
-        """Episodes changed since the last call, as ``(fingerprint, state or None if ended)``.
-
-        What the worker persists with the records that caused the changes.
-        """
-        changes = [(fp, self.episode_state(fp)) for fp in self._changed]
-        self._changed.clear()
-        return changes
-
     def take_changed(self) -> list[str]:
-        """:meth:`take_changes` without the states: the fingerprints changed since the last call.
+        """Fingerprints of the episodes changed since the last call (started, moved or ended).
 
         The worker asks after every record but persists one state per episode per batch: it
-        reads each state once, when the batch ends (:meth:`episode_state`).
+        reads each state once, when the batch ends (:meth:`episode_state`; None once ended).
         """
         changed = list(self._changed)
         self._changed.clear()
         return changed
+
+    def _index(self, fp: str, ep: Episode) -> None:
+        self._by_type.setdefault(ep.labels["event_type"], {})[fp] = None
 
     def _drop(self, fp: str) -> None:
         ep = self.episodes.pop(fp, None)
@@ -326,5 +320,5 @@ class Lifecycle:
         self.episodes = episodes
         self._by_type = {}
         for fp, ep in episodes.items():
-            self._by_type.setdefault(ep.labels["event_type"], {})[fp] = None
+            self._index(fp, ep)
         self._changed.clear()

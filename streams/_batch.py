@@ -241,6 +241,23 @@ async def _acknowledged(in_flight: list[_InFlight]) -> list[tuple[int, Exception
     return failures
 
 
+async def _queue(in_flight: list[_InFlight] | None, index: int, topic: Any, **message: Any) -> None:
+    """Queue a send for batch record ``index``, its acknowledgement joining ``in_flight``.
+
+    None: nothing is sent (a replay). A send refused before it was even queued is retried now.
+    """
+    if in_flight is None:
+        return
+    try:
+        ack = await topic.send(**message)
+    except Exception as exc:
+        if not getattr(exc, "retriable", False):
+            raise
+        await _send(topic, **message)  # not even queued: retried now, with backoff
+    else:
+        in_flight.append(_InFlight(index, topic, message, ack))
+
+
 async def _count_one(
     state: WorkerState,
     sinks: Sinks,
@@ -263,27 +280,17 @@ async def _count_one(
         timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
     )
     changed = processor.engine.take_changed()
-
-    async def send(topic: Any, **message: Any) -> None:
-        if in_flight is None:
-            return
-        try:
-            ack = await topic.send(**message)
-        except Exception as exc:
-            if not getattr(exc, "retriable", False):
-                raise
-            await _send(topic, **message)  # not even queued: retried now, with backoff
-        else:
-            in_flight.append(_InFlight(index, topic, message, ack))
-
     if outcome.dead_letter is not None:
         dl = outcome.dead_letter
-        await send(sinks.dead_letter, key=dl.key, value=dl.value or b"", headers=dl.headers)
+        await _queue(in_flight, index, sinks.dead_letter, key=dl.key, value=dl.value or b"",
+                     headers=dl.headers)  # fmt: skip
         if outcome.internal_error:
             raise _HalfApplied
     else:
         for alert in outcome.alerts:
-            await send(
+            await _queue(
+                in_flight,
+                index,
                 sinks.alerts,
                 key=alert_key(alert),
                 value=encode_alert(alert),

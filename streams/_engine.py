@@ -141,10 +141,6 @@ class AlertEngine:
         """One :meth:`state` entry, or None when no episode of that fingerprint is live."""
         return self._life.episode_state(fingerprint)
 
-    def take_changes(self) -> list[tuple[str, dict[str, Any] | None]]:
-        """Episodes changed since the last call: ``(fingerprint, state or None if ended)``."""
-        return self._life.take_changes()
-
     def take_changed(self) -> list[str]:
         """Fingerprints of the episodes changed since the last call (states not built)."""
         return self._life.take_changed()
