@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "cluster_metadata",
+    "start_admin_client",
     "start_consumer_client",
     "start_producer_client",
     "stop_client",
@@ -18,7 +19,12 @@ __all__ = [
 ]
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+START_GRACE_SECONDS = 10.0
+"""How long a cancelled start may go on to its end, so that it leaves no connection open."""
 
 
 async def start_consumer_client(consumer: Any) -> None:
@@ -36,6 +42,11 @@ async def start_consumer_client(consumer: Any) -> None:
 async def start_producer_client(producer: Any) -> None:
     """``producer.start()``, stopping it again when the start fails (see :func:`_started`)."""
     await _started(producer)
+
+
+async def start_admin_client(admin: Any) -> None:
+    """``admin.start()``, closing it again when the start fails (see :func:`_started`)."""
+    await _started(admin, admin.close)
 
 
 async def cluster_metadata(client: Any) -> Any:
@@ -78,11 +89,43 @@ async def stop_producer_within(producer: Any, seconds: float) -> bool:
     return True
 
 
-async def _started(client: Any) -> None:
-    # A start that fails after bootstrap connected (a timeout, a cancellation, a version
-    # lookup error) leaves that connection open unless stop() runs: aiokafka #1130.
+async def _started(client: Any, close: Callable[[], Awaitable[None]] | None = None) -> None:
+    """``client.start()``; if it fails or is cancelled, the client is stopped again.
+
+    A start that fails after bootstrap connected (a timeout, a version lookup error) leaves
+    that connection open unless stop() runs: aiokafka #1130. A start *cancelled* during
+    bootstrap's metadata request leaves it open even then: bootstrap holds it in a local
+    variable, outside the client's connections, and does not close it on CancelledError. So a
+    cancelled start is let run to its end (at most :data:`START_GRACE_SECONDS`) before the
+    client is stopped and the cancellation goes on.
+    """
+    starting = asyncio.ensure_future(client.start())
     try:
-        await client.start()
-    except BaseException:
-        await stop_client(client)
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        await _finish(starting)
+        await _stop(client, close)
         raise
+    except BaseException:
+        await _stop(client, close)
+        raise
+
+
+async def _finish(starting: asyncio.Future[Any]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_GRACE_SECONDS
+    while not starting.done() and loop.time() < deadline:
+        # A repeated cancellation (a shutdown after a timeout) waits for the same start.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([starting], timeout=deadline - loop.time())
+    if not starting.done():
+        starting.cancel()
+    with contextlib.suppress(BaseException):
+        await starting
+
+
+async def _stop(client: Any, close: Callable[[], Awaitable[None]] | None) -> None:
+    if close is None:
+        await stop_client(client)
+    else:
+        await close()

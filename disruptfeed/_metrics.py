@@ -227,15 +227,11 @@ class LagMonitor:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.admin import AIOKafkaAdminClient
 
-        from disruptfeed._aiokafka import start_consumer_client
+        from disruptfeed._aiokafka import start_admin_client, start_consumer_client
 
         if self._admin is None:
             admin = AIOKafkaAdminClient(**self.settings.client_kwargs())
-            try:
-                await admin.start()
-            except BaseException:
-                await admin.close()
-                raise
+            await start_admin_client(admin)  # closes it again on failure
             self._admin = admin
         if self._consumer is None:
             consumer = AIOKafkaConsumer(

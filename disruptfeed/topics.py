@@ -28,6 +28,7 @@ __all__ = [
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from disruptfeed._aiokafka import start_admin_client
 from disruptfeed._security import connect_failure
 from disruptfeed.errors import BrokerError, TopicMismatchError
 from disruptfeed.settings import Settings
@@ -236,9 +237,8 @@ async def _admin(settings: Settings) -> Any:
 
     admin = AIOKafkaAdminClient(**settings.client_kwargs())
     try:
-        await admin.start()
+        await start_admin_client(admin)  # closes it again on failure
     except KafkaConnectionError as exc:
-        await admin.close()
         raise await connect_failure(settings) from exc
     return admin
 

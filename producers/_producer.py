@@ -25,7 +25,11 @@ from types import TracebackType
 from typing import Any, Self
 from uuid import UUID
 
-from disruptfeed._aiokafka import start_consumer_client, stop_producer_within
+from disruptfeed._aiokafka import (
+    start_consumer_client,
+    start_producer_client,
+    stop_producer_within,
+)
 from disruptfeed._keys import SigningKey, load_signing_key
 from disruptfeed._security import connect_failure
 from disruptfeed.errors import (
@@ -115,7 +119,7 @@ class FeedProducer:
         store.acquire()
         producer = AIOKafkaProducer(**self.client_config())
         try:
-            await producer.start()
+            await start_producer_client(producer)
             await self._reconcile(store)
         except KafkaConnectionError as exc:
             await producer.stop()
