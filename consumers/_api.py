@@ -36,10 +36,16 @@ from consumers._dispatcher import Dispatcher
 from consumers._metrics import dispatcher_collectors, readiness
 from consumers._registry import SubscriptionAdmin
 from consumers._streams import add_stream_routes
-from disruptfeed._http import application_options
+from disruptfeed._http import application_options, cluster_unavailable
 from disruptfeed._metrics import metrics_body, new_registry
 from disruptfeed.auth import check_bind
-from disruptfeed.errors import ConfigurationError, EndpointRefusedError, NotFoundError
+from disruptfeed.errors import (
+    BrokerError,
+    ConfigurationError,
+    ConnectionSecurityError,
+    EndpointRefusedError,
+    NotFoundError,
+)
 from disruptfeed.settings import Settings
 from schemas import AlertStatus, Region, Severity
 from schemas._subscriptions import AlertFilter, SubscriptionKind, SubscriptionRecord, http_url
@@ -88,6 +94,8 @@ def _failure(exc: Exception) -> web.Response | None:
             for e in exc.errors(include_url=False)
         ]
         return _error(400, "invalid request", problems=problems)
+    if isinstance(exc, BrokerError | ConnectionSecurityError):
+        return cluster_unavailable(exc)
     if isinstance(exc, NotFoundError):
         return _error(404, str(exc))
     if isinstance(exc, EndpointRefusedError):
@@ -102,7 +110,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Our handlers' errors about a request, as JSON; HTTP errors are the guard's to answer."""
     try:
         return await handler(request)
-    except (ValidationError, ConfigurationError) as exc:
+    except (ValidationError, ConfigurationError, BrokerError) as exc:
         answer = _failure(exc)
         if answer is None:
             raise

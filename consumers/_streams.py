@@ -42,8 +42,13 @@ from pydantic import ValidationError
 
 from consumers._kafka import partitions_of, start_consumer
 from disruptfeed._aiokafka import stop_client
-from disruptfeed._http import TOKEN_INDEX
-from disruptfeed.errors import BrokerNotRunningError, ConfigurationError, InvalidEventError
+from disruptfeed._http import TOKEN_INDEX, cluster_unavailable
+from disruptfeed.errors import (
+    BrokerNotRunningError,
+    ConfigurationError,
+    ConnectionSecurityError,
+    InvalidEventError,
+)
 from disruptfeed.settings import Settings
 from disruptfeed.topics import ALERTS, event_types_by_topic
 from schemas import SEVERITY_RANK, codec, decode_alert
@@ -243,8 +248,8 @@ async def _open(
     topics = [settings.topic(ALERTS)] if kind == "alerts" else list(event_types_by_topic(settings))
     try:
         consumer = await start_consumer(settings)
-    except BrokerNotRunningError as exc:
-        return _error(503, "", str(exc))
+    except (BrokerNotRunningError, ConnectionSecurityError) as exc:
+        return cluster_unavailable(exc)
     try:
         parts: dict[tuple[int, int], Any] = {}
         try:

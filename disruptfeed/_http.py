@@ -22,8 +22,9 @@ handlers can count per token (live streams).
 
 from __future__ import annotations
 
-__all__ = ["TOKEN_INDEX", "application_options", "guard", "json_error"]
+__all__ = ["TOKEN_INDEX", "application_options", "cluster_unavailable", "guard", "json_error"]
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -40,7 +41,10 @@ from disruptfeed.auth import (
     matching_token,
     unauthorized_body,
 )
+from disruptfeed.errors import BrokerError, ConnectionSecurityError
 from disruptfeed.settings import Settings
+
+log = logging.getLogger(__name__)
 
 TOKEN_INDEX: Final = web.RequestKey("matched-token-index", int)
 """The index of the bearer token the request carried (absent on open paths)."""
@@ -62,6 +66,25 @@ def json_error(
         content_type="application/json",
         headers=headers,
     )
+
+
+def cluster_unavailable(exc: BrokerError | ConnectionSecurityError) -> web.Response:
+    """503 for a request the server cannot serve because its Kafka cluster turns it away.
+
+    It is the server's trouble, not the request's: the client is told to try again later
+    (Retry-After). A broker that does not answer is named; a connection security failure (the
+    server's own credentials or TLS settings, say a rotated password) is logged for the
+    operator with the setting to fix, and the answer holds none of it.
+    """
+    headers = {"Retry-After": "30"}
+    if isinstance(exc, ConnectionSecurityError):
+        log.error("the Kafka cluster refused this server's connection: %s", exc)
+        message = (
+            "the server cannot connect to its Kafka cluster; its operator finds why in the "
+            "server's log"
+        )
+        return json_error(503, message, headers=headers)
+    return json_error(503, str(exc), headers=headers)
 
 
 def guard(settings: Settings, tokens: tuple[str, ...], *, sessions: bool = False) -> Middleware:

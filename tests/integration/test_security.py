@@ -294,3 +294,30 @@ async def test_misconfigured_clients_fail_fast_naming_the_setting(
     print(f"{case}: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
     slow = {name: round(took, 2) for name, took in timings.items() if took >= FAST_S}
     assert not slow, f"took {FAST_S:g} s or more: {slow}"
+
+
+async def test_live_streams_answer_503_when_the_servers_credentials_stop_working(
+    secure_env: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The broker's password for the feed user is rotated while the dispatcher's API runs: a
+    # live stream's new consumer is refused. That is the server's trouble, not the request's:
+    # 503 (try again later), not 400 or 500, and not the server's settings in the answer.
+    from consumers._dispatcher import Dispatcher
+    from tests.integration.helpers import serving
+
+    settings = _misconfigured(secure_env, tmp_path, "wrong-password").model_copy(
+        update={"api_token": SecretStr("stream-token-1234")}
+    )
+    auth = {"Authorization": "Bearer stream-token-1234"}
+    async with serving(settings, Dispatcher(settings)) as http:
+        for path in ("/stream/alerts", "/stream/events"):
+            refused = await http.get(path, headers=auth)
+            assert refused.status_code == 503, (path, refused.text)
+            assert refused.headers["Retry-After"] == "30"
+            error = refused.json()["error"]
+            assert "its Kafka cluster" in error, error
+            assert "server's log" in error, error
+            assert "DISRUPTFEED_" not in refused.text
+            assert settings.bootstrap not in refused.text
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("DISRUPTFEED_SASL_PASSWORD" in line for line in logged), logged
