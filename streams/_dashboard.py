@@ -15,7 +15,8 @@ page is to sit behind the same token as the API. So:
 
 - ``GET /login`` is a form (served without a token: it holds no data) that posts the token to
   ``POST /login``. A token that matches one of the worker's (constant time, like the header)
-  gets a cookie, ``HttpOnly; SameSite=Strict; Path=/`` (``Secure`` over HTTPS), whose value is a
+  gets a cookie, ``HttpOnly; SameSite=Strict; Path=/`` (``Secure`` over HTTPS, also when a
+  TLS-ending proxy says so in ``X-Forwarded-Proto`` or ``Forwarded``), whose value is a
   MAC of an expiry keyed with the token (:func:`disruptfeed.auth.session_cookie`), not the token;
   it lasts 12 hours, and ends sooner when its token leaves ``DISRUPTFEED_API_TOKEN``.
 - The guard (:mod:`disruptfeed._http`, built with ``sessions=True`` here) accepts that cookie in
@@ -116,6 +117,26 @@ def _same_origin(request: web.Request) -> bool:
     return urlsplit(origin).netloc == request.host
 
 
+def _over_https(request: web.Request) -> bool:
+    """Whether the browser's request came over HTTPS, here or to a proxy that ended TLS.
+
+    The proxy's word (the first hop of ``X-Forwarded-Proto`` or ``Forwarded``'s ``proto``) is
+    taken without asking who sent it: it only decides whether the cookie is ``Secure``, and a
+    forged "https" only keeps the cookie off plain HTTP, which harms no one but the forger.
+    """
+    if request.secure:
+        return True
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0]
+    if forwarded.strip().lower() == "https":
+        return True
+    first = request.headers.get("Forwarded", "").split(",")[0]
+    for pair in first.split(";"):
+        name, _, value = pair.partition("=")
+        if name.strip().lower() == "proto":
+            return value.strip().strip('"').lower() == "https"
+    return False
+
+
 def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={**_COMMON_HEADERS, "Location": location})
 
@@ -163,7 +184,7 @@ def register_dashboard(app: Any, settings: Settings, tokens: tuple[str, ...]) ->
             path="/",
             httponly=True,
             samesite="Strict",
-            secure=request.secure,
+            secure=_over_https(request),
         )
         return response
 

@@ -108,6 +108,25 @@ async def test_signing_in_sets_an_httponly_strict_cookie_that_opens_the_page(
         assert (await client.get(path, headers=cookie)).status == 200, path
 
 
+async def test_the_cookie_is_secure_behind_a_tls_proxy(client: Client) -> None:
+    # A proxy that ends TLS talks plain HTTP to the worker and says so in X-Forwarded-Proto or
+    # Forwarded (RFC 7239); the cookie must still be Secure, or a browser sends it in the clear
+    # on any http:// link to the host. A forged header can only make it stricter.
+    plain = await _sign_in(client, NEW)
+    assert not _set_cookie(plain)[SESSION_COOKIE]["secure"]
+    for headers in (
+        {"X-Forwarded-Proto": "https"},
+        {"X-Forwarded-Proto": "HTTPS, http"},  # the first hop is the browser's
+        {"Forwarded": 'for=192.0.2.60;proto=https;by="203.0.113.43"'},
+        {"Forwarded": "proto=https, proto=http"},
+    ):
+        proxied = await _sign_in(client, NEW, **headers)
+        assert proxied.status == 303, headers
+        assert _set_cookie(proxied)[SESSION_COOKIE]["secure"], headers
+    for headers in ({"X-Forwarded-Proto": "http"}, {"Forwarded": "for=192.0.2.60"}):
+        assert not _set_cookie(await _sign_in(client, NEW, **headers))[SESSION_COOKIE]["secure"]
+
+
 async def test_the_cookie_opens_reads_only_and_only_when_genuine(client: Client) -> None:
     good = session_cookie(OLD, int(time.time()) + 60)
     cookie = {"Cookie": f"{SESSION_COOKIE}={good}"}
