@@ -40,6 +40,7 @@ from schemas._events import (
     NetworkIdentified,
     ReportReleased,
 )
+from schemas._provenance import KEY_ID_HEADER, SEQUENCE_HEADER, SIGNATURE_HEADER
 from schemas._subscriptions import DeliveryAttempt, SubscriptionRecord
 from schemas._types import ISO_3166_ALPHA2, UNKNOWN_REGION
 
@@ -178,14 +179,39 @@ def _headers_schema(event_type: str) -> dict[str, Any]:
         "ce_subject": {"allOf": [{"$ref": _REGION_REF}], "description": "The actor region."},
         "content-type": _text("Media type of the value.", const=CONTENT_TYPE),
     }
+    required = list(properties)
+    properties |= {
+        SEQUENCE_HEADER: _text(
+            "The publisher's gap-free number for this event within its ce_source, in decimal "
+            "(the CloudEvents sequence extension); an audit finds gaps and repeats by it.",
+            pattern=r"^[0-9]{1,19}$",
+        ),
+        KEY_ID_HEADER: _text(
+            "Id of the publisher's Ed25519 key: the first 16 hex digits of SHA-256 over the "
+            "32 raw bytes of its public key.",
+            pattern=r"^[0-9a-f]{16}$",
+        ),
+        SIGNATURE_HEADER: _text(
+            "Base64 Ed25519 signature over the NUL-joined 'disruptfeed-event-v1', ce_id, "
+            "ce_type, ce_source, ce_sequence and the value's exact bytes. Absent when the "
+            "publisher runs with DISRUPTFEED_SIGN_EVENTS=false.",
+            pattern=r"^[A-Za-z0-9+/]{86}==$",
+        ),
+    }
     return {
         "type": "object",
         "description": (
             "CloudEvents 1.0 attributes in Kafka binary mode, each header value UTF-8 text: "
-            "they repeat the envelope so routers need not parse the value."
+            "they repeat the envelope so routers need not parse the value. The publisher's "
+            "provenance (ce_sequence, ce_keyid, ce_signature) follows them."
         ),
-        "required": list(properties),
+        "required": required,
         "properties": properties,
+        # draft-07 spelling (AsyncAPI 3.0's default schema format) of dependentRequired.
+        "dependencies": {
+            SIGNATURE_HEADER: [KEY_ID_HEADER, SEQUENCE_HEADER],
+            KEY_ID_HEADER: [SIGNATURE_HEADER],
+        },
     }
 
 

@@ -96,3 +96,18 @@ def asyncapi_validator() -> Draft7Validator:
         for uri, contents in schema["definitions"].items()
     )
     return Draft7Validator(schema, registry=registry, format_checker=Draft7Validator.FORMAT_CHECKER)
+
+
+_DOC_URI: Final = "urn:disruptfeed:test:asyncapi"
+
+
+def document_validator(doc: dict[str, Any], pointer: str) -> Draft7Validator:
+    """A validator for the schema at ``pointer`` (a JSON pointer) inside an AsyncAPI document."""
+    registry: Registry[Any] = Registry().with_resource(
+        _DOC_URI, Resource.from_contents(doc, default_specification=DRAFT7)
+    )
+    return Draft7Validator(
+        {"$ref": f"{_DOC_URI}#{pointer}"},
+        registry=registry,
+        format_checker=Draft7Validator.FORMAT_CHECKER,
+    )

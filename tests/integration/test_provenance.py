@@ -154,3 +154,35 @@ async def test_verify_since_until_checks_only_the_checkpoints_in_range(
         assert result.exit_code == 2, result.output
         [line] = result.output.strip().splitlines()
         assert message in line
+
+
+async def test_the_asyncapi_document_describes_every_header_a_publisher_writes(
+    make_settings: SettingsFactory,
+) -> None:
+    # A consumer generating code from the document must find the provenance headers an audit
+    # needs (ce_sequence, ce_keyid, ce_signature), with their forms, not only CloudEvents'.
+    from schemas import asyncapi_document
+    from tests._asyncapi_spec import document_validator
+    from tests.integration.helpers import read_raw
+
+    settings = await make_settings()
+    event = account("RU")
+    await _publish(settings, [event])
+    [(_, _, raw)] = await read_raw(settings, settings.topic(event.topic_name))
+    headers = {name: value.decode() for name, value in raw.items()}
+
+    doc = asyncapi_document(settings)
+    name = next(n for n, c in doc["channels"].items() if c["address"].endswith(event.topic_name))
+    schema = doc["components"]["messages"][name]["headers"]
+    assert sorted(headers) == sorted(schema["properties"])
+    validator = document_validator(doc, f"/components/messages/{name}/headers")
+    assert [e.message for e in validator.iter_errors(headers)] == []
+    unsigned = {k: v for k, v in headers.items() if k not in ("ce_keyid", "ce_signature")}
+    assert validator.is_valid(unsigned)  # DISRUPTFEED_SIGN_EVENTS=false
+    for broken in (
+        {**headers, "ce_sequence": "-1"},
+        {**headers, "ce_keyid": "not-a-key-id"},
+        {**headers, "ce_signature": "not base64!"},
+        {k: v for k, v in headers.items() if k != "ce_keyid"},  # a signature needs its key
+    ):
+        assert not validator.is_valid(broken), broken

@@ -9,9 +9,7 @@ import orjson
 import pytest
 
 # Untyped unless types-jsonschema is installed (not a dev dependency yet).
-from jsonschema import Draft7Validator, Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT7
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
 
 from disruptfeed.errors import SchemaValidationError
 from disruptfeed.settings import Settings
@@ -27,13 +25,12 @@ from schemas import (
     export,
     json_schemas,
 )
-from tests._asyncapi_spec import asyncapi_schema, cache_path
+from tests._asyncapi_spec import asyncapi_schema, cache_path, document_validator
 from tests.factories import account, network, report
 
 pytestmark = pytest.mark.unit
 
 MAKERS: list[Callable[..., EventBase]] = [account, network, report]
-DOC_URI = "urn:disruptfeed:test:asyncapi"
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -189,18 +186,6 @@ def _resolve(doc: dict[str, Any], ref: str) -> Any:
     return node
 
 
-def _doc_validator(doc: dict[str, Any], pointer: str) -> Draft7Validator:
-    """A validator for the schema at ``pointer`` inside the AsyncAPI document."""
-    registry: Registry[Any] = Registry().with_resource(
-        DOC_URI, Resource.from_contents(doc, default_specification=DRAFT7)
-    )
-    return Draft7Validator(
-        {"$ref": f"{DOC_URI}#{pointer}"},
-        registry=registry,
-        format_checker=Draft7Validator.FORMAT_CHECKER,
-    )
-
-
 def test_server_and_security_follow_settings() -> None:
     plain = asyncapi_document(_settings())
     assert plain["servers"] == {
@@ -275,19 +260,19 @@ def test_message_schemas_describe_codec_records(make: Callable[..., EventBase]) 
     assert message["payload"]["$ref"].startswith("#/components/schemas/")
     pointer = f"/components/messages/{name}"
 
-    payload = _doc_validator(doc, f"{pointer}/payload")
+    payload = document_validator(doc, f"{pointer}/payload")
     value = _event_json(event)
     assert [e.message for e in payload.iter_errors(value)] == []
     assert not payload.is_valid({**value, "extra": True})
     assert not payload.is_valid({**value, "actor": {**value["actor"], "region": "XX"}})
 
     headers = {key: raw.decode() for key, raw in codec.headers(event)}
-    header_validator = _doc_validator(doc, f"{pointer}/headers")
+    header_validator = document_validator(doc, f"{pointer}/headers")
     assert [e.message for e in header_validator.iter_errors(headers)] == []
     assert not header_validator.is_valid({**headers, "ce_type": "io.disruptfeed.other.v1"})
     assert not header_validator.is_valid({k: v for k, v in headers.items() if k != "ce_id"})
 
-    key = _doc_validator(doc, f"{pointer}/bindings/kafka/key")
+    key = document_validator(doc, f"{pointer}/bindings/kafka/key")
     assert key.is_valid(codec.key(event).decode())
     assert not key.is_valid("XX")
 
@@ -300,7 +285,7 @@ def test_dead_letter_and_alert_messages() -> None:
     assert tuple(dead["headers"]["properties"]) == DLQ_HEADERS
     assert set(dead["headers"]["required"]) < set(DLQ_HEADERS)
     assert dead["contentType"] == "application/octet-stream"
-    headers = _doc_validator(doc, "/components/messages/deadLetter/headers")
+    headers = document_validator(doc, "/components/messages/deadLetter/headers")
     good = {
         "dlq_reason": "not valid UTF-8: byte 0 is 0xff",
         "dlq_topic": "exporttest.account-disrupted",
