@@ -61,6 +61,8 @@ from disruptfeed.topics import (
     DISPATCH_STATE,
 )
 from schemas import (
+    DLQ_CODE_HEADER,
+    DLQ_ERROR_TYPE_HEADER,
     DLQ_OFFSET_HEADER,
     DLQ_PARTITION_HEADER,
     DLQ_REASON_HEADER,
@@ -623,6 +625,8 @@ class Dispatcher:
                 (DLQ_TOPIC_HEADER, self._alerts_topic.encode()),
                 (DLQ_PARTITION_HEADER, str(partition).encode()),
                 (DLQ_OFFSET_HEADER, str(record.offset).encode()),
+                (DLQ_ERROR_TYPE_HEADER, b"ValidationError"),
+                (DLQ_CODE_HEADER, b"invalid-alert"),
             ],
         )
 

@@ -48,6 +48,7 @@ from disruptfeed.errors import (
 from disruptfeed.settings import Settings
 from disruptfeed.topics import DEAD_LETTER, event_types_by_topic
 from schemas import (
+    DLQ_CODE_HEADER,
     DLQ_ERROR_TYPE_HEADER,
     DLQ_FIELD_HEADER,
     DLQ_HEADERS,
@@ -202,6 +203,19 @@ class DeadLetterRecord:
         return _text(self.header(DLQ_ERROR_TYPE_HEADER))
 
     @property
+    def code(self) -> str:
+        """The reason code it was counted under (``dlq_code``), e.g. decode or internal.
+
+        Dead letters written before that header get the code their error type maps to.
+        """
+        raw = self.header(DLQ_CODE_HEADER)
+        if raw is not None:
+            return _text(raw)
+        from streams._processor import reason_code_of
+
+        return reason_code_of(self.error_type)
+
+    @property
     def field(self) -> str:
         """The offending field's dotted path (``dlq_field``), '' if none."""
         return _text(self.header(DLQ_FIELD_HEADER))
@@ -264,11 +278,11 @@ class DeadLetterRecord:
         return [(k, v) for k, v in self.headers if k not in _OURS]
 
     def matches(self, reasons: Sequence[str]) -> bool:
-        """Whether any filter is part of the reason, or the error type (case-insensitive)."""
+        """Whether any filter is part of the reason, or is its error type or code (any case)."""
         if not reasons:
             return True
-        reason, error_type = self.reason.lower(), self.error_type.lower()
-        return any(r.lower() in reason or r.lower() == error_type for r in reasons)
+        reason, error_type, code = self.reason.lower(), self.error_type.lower(), self.code
+        return any(r.lower() in reason or r.lower() in (error_type, code) for r in reasons)
 
     def value_excerpt(self, limit: int = 80) -> str:
         """The value, as :func:`excerpt` shows it; or where the original is, if not copied."""
@@ -287,6 +301,7 @@ class DeadLetterRecord:
             "source_partition": self.source_partition,
             "source_offset": self.source_offset,
             "reason": self.reason,
+            "code": self.code,
             "error_type": self.error_type,
             "field": self.field,
             "copied": self.copied,

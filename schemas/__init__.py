@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ALERT_CE_SOURCE",
+    "DLQ_CODE_HEADER",
     "DLQ_ERROR_TYPE_HEADER",
     "DLQ_FIELD_HEADER",
     "DLQ_HEADERS",
@@ -75,6 +76,7 @@ from schemas._events import (
     ReportReleased,
 )
 from schemas._export import (
+    DLQ_CODE_HEADER,
     DLQ_ERROR_TYPE_HEADER,
     DLQ_FIELD_HEADER,
     DLQ_HEADERS,

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ALERT_SCHEMA_NAME",
     "ASYNCAPI_VERSION",
+    "DLQ_CODE_HEADER",
     "DLQ_ERROR_TYPE_HEADER",
     "DLQ_FIELD_HEADER",
     "DLQ_HEADERS",
@@ -60,6 +61,7 @@ DLQ_OFFSET_HEADER: Final = "dlq_offset"
 DLQ_FIELD_HEADER: Final = "dlq_field"
 DLQ_ERROR_TYPE_HEADER: Final = "dlq_error_type"
 DLQ_VALUE_BYTES_HEADER: Final = "dlq_value_bytes"
+DLQ_CODE_HEADER: Final = "dlq_code"
 DLQ_HEADERS: Final = (
     DLQ_REASON_HEADER,
     DLQ_TOPIC_HEADER,
@@ -68,6 +70,7 @@ DLQ_HEADERS: Final = (
     DLQ_FIELD_HEADER,
     DLQ_ERROR_TYPE_HEADER,
     DLQ_VALUE_BYTES_HEADER,
+    DLQ_CODE_HEADER,
 )
 """Every dead-letter header name."""
 
@@ -224,7 +227,10 @@ def _dead_letter_headers_schema() -> dict[str, Any]:
             "Other headers of the original record may be present too."
         ),
         "required": [
-            name for name in DLQ_HEADERS if name not in (DLQ_FIELD_HEADER, DLQ_VALUE_BYTES_HEADER)
+            name
+            for name in DLQ_HEADERS
+            # dlq_code: not on dead letters written before it was added.
+            if name not in (DLQ_FIELD_HEADER, DLQ_VALUE_BYTES_HEADER, DLQ_CODE_HEADER)
         ],
         "properties": {
             DLQ_REASON_HEADER: _text("Human-readable reason."),
@@ -238,6 +244,14 @@ def _dead_letter_headers_schema() -> dict[str, Any]:
                 "decimal; the record's value is then empty and the original stays at "
                 "dlq_topic/dlq_partition/dlq_offset.",
                 pattern=decimal,
+            ),
+            DLQ_CODE_HEADER: _text(
+                "The short reason code the worker counted it under (the reason label of "
+                "disruptfeed_events_dead_lettered_total): decode, schema, invalid, "
+                "future-event-time, beyond-dedupe-horizon; internal or handling-failed for a bug "
+                "of the worker's; "
+                "invalid-alert for an alert record the dispatcher could not read.",
+                pattern=r"^[a-z][a-z-]*$",
             ),
         },
     }

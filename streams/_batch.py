@@ -78,7 +78,7 @@ async def count_batch(state: WorkerState, sinks: Sinks, batch: Sequence[Any]) ->
     late: list[int] = []
     for i, error in await _acknowledged(in_flight):
         if failed.get(i) == "internal":  # its own dead letter was refused: one by reference
-            await _dead_letter_failed(sinks, batch[i], error)
+            await _dead_letter_failed(sinks, batch[i], error, "internal")
         elif i not in failed:
             failed[i] = await _dead_letter_failed(sinks, batch[i], error)
             late.append(i)
@@ -115,17 +115,19 @@ def _without(records: Sequence[Any], failed: dict[int, str]) -> list[Any]:
     return [r for j, r in enumerate(records) if j not in failed]
 
 
-async def _dead_letter_failed(sinks: Sinks, record: Any, exc: Exception) -> str:
+async def _dead_letter_failed(
+    sinks: Sinks, record: Any, exc: Exception, code: str = "handling-failed"
+) -> str:
     """Dead-letter a record whose handling failed, by reference; the reason it counts under."""
     if isinstance(exc, _HalfApplied):
         return "internal"  # the processor's own dead letter is already on its way
     msg = record.message
     log.error("could not handle %s[%d]@%d (%r); dead-lettered", msg.topic, msg.partition,
               msg.offset, exc, exc_info=exc)  # fmt: skip
-    reasons = dead_letter_headers(msg.topic, msg.partition, msg.offset, exc)
+    reasons = dead_letter_headers(msg.topic, msg.partition, msg.offset, exc, code)
     reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(msg.value or b"")).encode()))
     await _send(sinks.dead_letter, key=msg.key, value=b"", headers=reasons)
-    return "handling-failed"
+    return code
 
 
 def _observe_latency(latency: Buckets, batch: Sequence[Any]) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 from uuid import UUID
 
+from disruptfeed import errors
 from disruptfeed.errors import (
     BeyondDedupeHorizonError,
     DecodeError,
@@ -35,6 +36,7 @@ from disruptfeed.errors import (
 from disruptfeed.settings import Settings
 from disruptfeed.topics import event_types_by_topic
 from schemas import (
+    DLQ_CODE_HEADER,
     DLQ_ERROR_TYPE_HEADER,
     DLQ_FIELD_HEADER,
     DLQ_OFFSET_HEADER,
@@ -98,10 +100,27 @@ class DeadLetter:
     headers: list[tuple[str, bytes]]
 
 
+def reason_code_of(error_type: str) -> str:
+    """The reason code of a dead letter that names only its error class (``dlq_error_type``).
+
+    For dead letters written before ``dlq_code``: a class of :mod:`disruptfeed.errors` maps as
+    :func:`dead_letter_reason` maps its instances; any other class was a bug, ``internal``.
+    """
+    kind = getattr(errors, error_type, None) if error_type.isidentifier() else None
+    if isinstance(kind, type):
+        for known, code in DEAD_LETTER_REASONS:
+            if issubclass(kind, known):
+                return code
+    return "internal"
+
+
 def dead_letter_headers(
-    topic: str, partition: int, offset: int, error: Exception
+    topic: str, partition: int, offset: int, error: Exception, code: str | None = None
 ) -> list[tuple[str, bytes]]:
-    """Headers that say where a rejected record came from and why it was rejected."""
+    """Headers that say where a rejected record came from and why it was rejected.
+
+    ``code`` is the reason code it is counted under; by default :func:`dead_letter_reason`'s.
+    """
     field = error.field if isinstance(error, InvalidEventError) else ""
     return [
         (DLQ_REASON_HEADER, str(error).encode()[:4_096]),
@@ -110,6 +129,7 @@ def dead_letter_headers(
         (DLQ_OFFSET_HEADER, str(offset).encode()),
         (DLQ_FIELD_HEADER, field.encode()),
         (DLQ_ERROR_TYPE_HEADER, type(error).__name__.encode()),
+        (DLQ_CODE_HEADER, (code or dead_letter_reason(error)).encode()),
     ]
 
 

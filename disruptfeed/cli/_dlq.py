@@ -33,8 +33,10 @@ Start = Literal["earliest", "latest"] | dt.datetime
 
 _REASON_WIDTH = 200
 _HELP_REASON = (
-    "Only dead letters whose reason contains this text, or whose error type it is "
-    "(case-insensitive; repeat for any of several): future-event-time, DecodeError, ..."
+    "Only dead letters whose reason code (the reason label of "
+    "disruptfeed_events_dead_lettered_total) or error type this is, or whose reason contains "
+    "it; case-insensitive, repeat for any of several: decode, schema, internal, "
+    "future-event-time, DecodeError, ..."
 )
 _HELP_SINCE = (
     "Only dead letters written at or after this time: ISO 8601 (UTC if no offset) or a span "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Sequence
 from itertools import count
 
 import pytest
@@ -100,7 +101,7 @@ class Dead:
         return self.add(letter.key, letter.value, list(letter.headers))
 
     def add(
-        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]]
+        self, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]]
     ) -> DeadLetterRecord:
         record = DeadLetterRecord(
             DLQ, 0, next(self.offsets), 1_700_000_000_000, key, value, tuple(headers)
@@ -128,6 +129,32 @@ def test_dead_letter_headers_read_back() -> None:
     # Hostile headers on a record put straight on the topic never break the reading.
     odd = dead.add(None, None, [(DLQ_TOPIC_HEADER, b"\xff"), ("dlq_partition", b"-1")])
     assert (odd.source, odd.reason, odd.copied) == ("\ufffd[?]@?", "", True)
+
+
+def test_a_dead_letter_is_found_by_the_reason_code_it_was_counted_under() -> None:
+    # The worker counts dead letters by a short code (the reason label of
+    # disruptfeed_events_dead_lettered_total), and an operator goes from the metric to
+    # `dlq tail --reason CODE`: "internal" (a bug of the worker's) matched nothing, as no text
+    # of the reason or error type holds it.
+    from streams._processor import dead_letter_headers
+
+    dead = Dead()
+    bad = dead.refuse("account-disrupted", b"{not json")
+    assert dead.processor.stats.dead_lettered_by_reason == {"decode": 1}
+    assert bad.code == "decode"
+    assert bad.matches(["DECODE"])
+    assert bad.row()["code"] == "decode"
+    bug = dead.add(None, b"{}", dead_letter_headers("t.account-disrupted", 0, 7, KeyError("x")))
+    failed = dead.add(
+        None, b"", dead_letter_headers("t.account-disrupted", 0, 8, OSError(), "handling-failed")
+    )
+    assert (bug.code, failed.code) == ("internal", "handling-failed")
+    assert [r.matches(["internal"]) for r in (bad, bug, failed)] == [False, True, False]
+    # Dead letters written before the code header: the code follows from the error type.
+    older = [
+        dead.add(r.key, r.value, [h for h in r.headers if h[0] != "dlq_code"]) for r in (bad, bug)
+    ]
+    assert [r.code for r in older] == ["decode", "internal"]
 
 
 def test_plan_redrive_judges_each_dead_letter_again() -> None:
