@@ -274,12 +274,20 @@ class Dispatcher:
         subs: list[SubscriptionRecord],
         writes: dict[str, bytes | None],
         fresh: list[PendingDelivery],
+        *,
+        first_read: bool = True,
     ) -> None:
+        """Match one alert record against ``subs``; an invalid one is dead-lettered, once.
+
+        ``first_read`` is False for a backfill's scan, which reads again what the main loop
+        has read (and dead-lettered) before.
+        """
         try:
             alert = decode_alert(record.value or b"")
         except ValidationError as exc:
-            self.stats.invalid_alerts += 1
-            self._invalid.append((partition, record, str(exc).splitlines()[0]))
+            if first_read:
+                self.stats.invalid_alerts += 1
+                self._invalid.append((partition, record, str(exc).splitlines()[0]))
             return
         alert_id = str(alert.alert_id)
         now = _now_ms()
@@ -365,7 +373,7 @@ class Dispatcher:
                         wanted = [
                             s for s in subs if self._backfill_from(s, tp.partition) <= record.offset
                         ]
-                        self._match(tp.partition, record, wanted, writes, fresh)
+                        self._match(tp.partition, record, wanted, writes, fresh, first_read=False)
                 left = {p for p in left if await reader.position(parts[p]) < self._next[p]}
         finally:
             await stop_client(reader)

@@ -70,12 +70,12 @@ async def test_signed_deliveries_verify_with_standard_webhooks(
         _verify(secret, first.body, stale)
 
 
-async def _dead_letters(settings: Settings) -> list[Any]:
+async def _dead_letters(settings: Settings, name: str = DELIVERY_DEAD_LETTER) -> list[Any]:
     from consumers._kafka import read_to_end, start_consumer
 
     consumer = await start_consumer(settings)
     try:
-        topic = settings.topic(DELIVERY_DEAD_LETTER)
+        topic = settings.topic(name)
         return [r async for r in read_to_end(consumer, topic, settings.bootstrap)]
     finally:
         await consumer.stop()
@@ -182,6 +182,49 @@ async def test_exhausted_attempts_go_to_the_dead_letter_topic(
     assert headers["dlq_alert_id"] == str(alert.alert_id).encode()
     assert b"3 attempts failed" in headers["dlq_reason"]
     assert headers["webhook-id"] == r.requests[0].headers["webhook-id"].encode()
+
+
+async def test_an_unreadable_alert_record_is_dead_lettered_and_the_next_one_delivered(
+    make_settings: SettingsFactory,
+) -> None:
+    from consumers._kafka import start_producer
+    from disruptfeed._aiokafka import stop_client
+    from disruptfeed._dlq import DeadLetterRecord
+    from disruptfeed.topics import ALERTS, DEAD_LETTER
+    from schemas import asyncapi_document
+    from tests._asyncapi_spec import document_validator
+
+    settings = await make_settings(**FAST, partitions=1)  # the good alert right after the bad
+    good = make_alert("RU", n=1)
+    async with receiver() as r, running_dispatcher(settings) as d:
+        assert d.admin is not None
+        producer = await start_producer(settings)
+        try:
+            await producer.send_and_wait(
+                settings.topic(ALERTS), key=b"RU", value=b'{"not": "an alert"'
+            )
+        finally:
+            await stop_client(producer)
+        await wait_until(lambda: d.stats.invalid_alerts == 1, "the bad record read")
+        # A subscription for every alert kept: its backfill reads the bad record again, and
+        # must not dead-letter it a second time.
+        await d.admin.create(r.url, from_beginning=True)
+        await publish_alerts(settings, [good])
+        await r.wait_for(lambda: len(r.requests) == 1, "the good alert delivered")
+        assert d.stats.invalid_alerts == 1
+    assert r.alert_ids() == [str(good.alert_id)]
+    [record] = await _dead_letters(settings, DEAD_LETTER)
+    letter = DeadLetterRecord.from_record(record)
+    assert letter.value == b'{"not": "an alert"'
+    assert letter.source == f"{settings.topic(ALERTS)}[0]@0"
+    assert (letter.code, letter.error_type) == ("invalid-alert", "ValidationError")
+    assert letter.reason
+    assert letter.matches(["invalid-alert"])
+    headers = {name: (raw or b"").decode() for name, raw in record.headers}
+    dead_letter = document_validator(
+        asyncapi_document(settings), "/components/messages/deadLetter/headers"
+    )
+    assert [e.message for e in dead_letter.iter_errors(headers)] == []
 
 
 async def test_a_slow_endpoint_does_not_hold_back_a_fast_one(
