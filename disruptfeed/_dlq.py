@@ -281,7 +281,7 @@ class DeadLetterRecord:
         """Whether any filter is part of the reason, or is its error type or code (any case)."""
         if not reasons:
             return True
-        reason, error_type, code = self.reason.lower(), self.error_type.lower(), self.code
+        reason, error_type, code = self.reason.lower(), self.error_type.lower(), self.code.lower()
         return any(r.lower() in reason or r.lower() in (error_type, code) for r in reasons)
 
     def value_excerpt(self, limit: int = 80) -> str:

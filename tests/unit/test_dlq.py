@@ -150,6 +150,7 @@ def test_a_dead_letter_is_found_by_the_reason_code_it_was_counted_under() -> Non
     )
     assert (bug.code, failed.code) == ("internal", "handling-failed")
     assert [r.matches(["internal"]) for r in (bad, bug, failed)] == [False, True, False]
+    assert dead.add(None, b"", [("dlq_code", b"Internal")]).matches(["INTERNAL"])
     # Dead letters written before the code header: the code follows from the error type.
     older = [
         dead.add(r.key, r.value, [h for h in r.headers if h[0] != "dlq_code"]) for r in (bad, bug)
