@@ -359,14 +359,17 @@ class DeadLetterReader:
     async def __aenter__(self) -> Self:
         from aiokafka import TopicPartition
 
-        from consumers._kafka import partitions_of, start_consumer
+        from consumers._kafka import assign_at, partitions_of, start_consumer
 
         self._consumer = consumer = await start_consumer(self.settings)
         try:
             parts = await partitions_of(consumer, self.topic, self.settings.bootstrap)
             self._parts = [TopicPartition(self.topic, p) for p in parts]
-            consumer.assign(self._parts)
             self._ends = await consumer.end_offsets(self._parts)
+            # Positioned as assigned (at the end until seek() says otherwise): see assign_at.
+            await assign_at(
+                consumer, self._parts, start={tp.partition: self._ends[tp] for tp in self._parts}
+            )
         except BaseException:
             await consumer.stop()
             raise
