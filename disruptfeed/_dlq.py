@@ -160,6 +160,11 @@ class DeadLetterRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...]
+    original: tuple[bytes | None, tuple[tuple[str, bytes | None], ...]] | None = None
+    """For a dead letter that does not copy its original: the original's value and headers,
+    once read from its source position (:func:`disruptfeed._dlq_originals.fetch_originals`)."""
+    missing: str | None = None
+    """Why the original of such a dead letter could not be read, if it was looked for."""
 
     @classmethod
     def from_record(cls, record: Any) -> DeadLetterRecord:
@@ -493,7 +498,8 @@ def _judge(letter: DeadLetterRecord, topic_types: dict[str, str], settings: Sett
     """
     from producers._skew import too_far_ahead
 
-    event = codec.decode_record(letter.value, letter.original_headers)  # type: ignore[arg-type]
+    value, headers = letter.original or (letter.value, tuple(letter.original_headers))
+    event = codec.decode_record(value, headers)  # type: ignore[arg-type]
     expected = topic_types[letter.source_topic]
     if event.type != expected:
         raise SchemaValidationError(
@@ -530,8 +536,9 @@ def plan_redrive(
         if letter.position in successors:
             where = successors[letter.position]
             items.append(RedriveItem(letter, "already-redriven", f"already redriven: {where}"))
-        elif not letter.copied:
-            items.append(RedriveItem(letter, "skipped", letter.value_excerpt()))
+        elif not letter.copied and letter.original is None:
+            detail = letter.missing or letter.value_excerpt()
+            items.append(RedriveItem(letter, "skipped", detail))
         elif (
             letter.source_topic not in topic_types
             or letter.source_partition is None
@@ -563,15 +570,28 @@ def _marker_headers(letter: DeadLetterRecord, published: str) -> list[tuple[str,
     ]
 
 
-def _again_headers(letter: DeadLetterRecord, error: Exception) -> list[tuple[str, bytes | None]]:
-    from streams._processor import dead_letter_headers
+def _again(
+    letter: DeadLetterRecord, error: Exception
+) -> tuple[bytes, list[tuple[str, bytes | None]]]:
+    """The value and headers of the dead letter that replaces ``letter``, failed again.
+
+    It copies the original as the worker does: unless it is too big, then it names it.
+    """
+    from streams._processor import DLQ_MAX_COPY, dead_letter_headers
 
     assert letter.source_partition is not None
     assert letter.source_offset is not None
-    reasons = dead_letter_headers(
-        letter.source_topic, letter.source_partition, letter.source_offset, error
-    )
-    return [*letter.original_headers, *reasons, (REDRIVE_OF_HEADER, letter.position.encode())]
+    reasons: list[tuple[str, bytes | None]] = [
+        *dead_letter_headers(
+            letter.source_topic, letter.source_partition, letter.source_offset, error
+        ),
+        (REDRIVE_OF_HEADER, letter.position.encode()),
+    ]
+    value, headers = letter.original or (letter.value or b"", tuple(letter.original_headers))
+    value = value or b""
+    if len(value) + sum(len(k) + len(v or b"") for k, v in headers) > DLQ_MAX_COPY:
+        return b"", [*reasons, (DLQ_VALUE_BYTES_HEADER, str(len(value)).encode())]
+    return value, [*headers, *reasons]
 
 
 async def redrive(
@@ -613,7 +633,7 @@ async def redrive(
                         value = b""
                     elif item.action == "failed-again":
                         assert item.error is not None
-                        headers, value = _again_headers(letter, item.error), letter.value or b""
+                        value, headers = _again(letter, item.error)
                     else:
                         continue
                     future = await raw.send(topic, value=value, key=letter.key, headers=headers)

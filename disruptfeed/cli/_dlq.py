@@ -237,8 +237,10 @@ def redrive(
     event id keeps it idempotent downstream (the worker counts an id once), and a marker
     written to the dead-letter topic records where it went. One that fails again is written
     again to the dead-letter topic with its new reason and a dlq_redrive_of header naming
-    the dead letter it replaces, so nothing is lost. An original too big to copy, or a record
-    from a topic other than the event topics, is skipped and reported.
+    the dead letter it replaces, so nothing is lost. A dead letter that names its original
+    instead of copying it (too big to copy, or the worker's own handling failed) is judged on
+    the original, read from its source position while retention keeps it. A record from a
+    topic other than the event topics is skipped and reported.
 
     A dead letter with a marker or a replacement is never redriven again: redriving the same
     range twice publishes nothing twice (a replacement is itself redriven by later runs).
@@ -247,6 +249,7 @@ def redrive(
     """
     from disruptfeed._dlq import DeadLetterReader, plan_redrive
     from disruptfeed._dlq import redrive as carry_out
+    from disruptfeed._dlq_originals import fetch_originals
 
     settings = settings_from(ctx)
     begin: Start = _since(since) or "earliest"
@@ -254,7 +257,8 @@ def redrive(
     async def read() -> list[Any]:
         async with DeadLetterReader(settings) as reader:
             await reader.seek(begin)
-            return [record async for record in reader.backlog()]
+            records = [record async for record in reader.backlog()]
+        return await fetch_originals(settings, records, reasons)
 
     items = plan_redrive(run(read()), settings, reasons)
     if not dry_run:

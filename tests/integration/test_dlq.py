@@ -28,6 +28,7 @@ from producers import FeedProducer
 from schemas import AccountDisrupted, codec
 from tests.conftest import SettingsFactory
 from tests.factories import account
+from tests.integration.helpers import read_all
 from tests.integration.worker import POLL_SECONDS, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -185,8 +186,8 @@ async def test_tail_and_redrive_with_a_real_worker(
         assert plan["dry_run"] is True
         assert plan["counts"] == {
             "redriven": 2,
-            "failed_again": 2,
-            "skipped": 1,
+            "failed_again": 3,
+            "skipped": 0,
             "already_redriven": 0,
             "not_acknowledged": 0,
         }
@@ -196,11 +197,11 @@ async def test_tail_and_redrive_with_a_real_worker(
             f"{topic}[0]@999": "redriven",
             at(sent["ahead"]): "failed-again",
             at(sent["garbage"]): "failed-again",
-            at(sent["huge"]): "skipped",
+            at(sent["huge"]): "failed-again",  # judged on the original, read from its topic
         }
         table = await dlq(settings, "redrive", "--dry-run")
-        assert "would redrive 2, would fail again 2, would skip 1" in table.output
-        assert f"{at(sent['huge'])}  would skip: not copied: 1,000,000 bytes" in table.output
+        assert "would redrive 2, would fail again 3" in table.output
+        assert f"{at(sent['huge'])}  would fail again: event is 1000000 bytes" in table.output
         assert await end_offsets(settings) == before
 
         # The real run: the valid ones published and counted, the others dead-lettered again.
@@ -210,8 +211,8 @@ async def test_tail_and_redrive_with_a_real_worker(
         assert report["counts"] == {**plan["counts"]}
         after = await end_offsets(settings)
         assert after[topic] == before[topic] + 2
-        # Two markers and two dead letters written again.
-        assert after[settings.topic(DEAD_LETTER)] == before[settings.topic(DEAD_LETTER)] + 4
+        # Two markers and three dead letters written again.
+        assert after[settings.topic(DEAD_LETTER)] == before[settings.topic(DEAD_LETTER)] + 5
 
         def counted() -> bool:
             totals = worker.get("/counts")
@@ -224,15 +225,17 @@ async def test_tail_and_redrive_with_a_real_worker(
 
         again = await dlq(settings, "tail", "--from", "earliest", "--output", "json")
         rows = json.loads(again.output)
-        assert len(rows) == 7  # 5 dead letters (markers are not shown) and 2 written again
+        assert len(rows) == 8  # 5 dead letters (markers are not shown) and 3 written again
         by_position = {row["position"]: row for row in rows}
         items = {item["source"]: item for item in report["items"]}
-        for name in ("ahead", "garbage"):
+        for name in ("ahead", "garbage", "huge"):
             item = items[at(sent[name])]
             new = by_position[item["result"]]
             assert new["redrive_of"] == item["position"]
             assert new["source"] == at(sent[name])  # still names the original record
             assert by_position[item["position"]]["redriven"] == item["result"]
+        huge = by_position[items[at(sent["huge"])]["result"]]
+        assert (huge["copied"], huge["value_bytes"]) == (False, 1_000_000)  # named, not copied
         new = by_position[items[at(sent["ahead"])]["result"]]
         assert new["error_type"] == "FutureEventTimeError"
         assert new["reason"].startswith("future-event-time: occurred_at: ")
@@ -249,9 +252,9 @@ async def test_tail_and_redrive_with_a_real_worker(
         assert second.exit_code == 1
         assert json.loads(second.output)["counts"] == {
             "redriven": 0,
-            "failed_again": 2,
-            "skipped": 1,
-            "already_redriven": 4,
+            "failed_again": 3,
+            "skipped": 0,
+            "already_redriven": 5,
             "not_acknowledged": 0,
         }
         assert (await end_offsets(settings))[topic] == after[topic]
@@ -337,3 +340,72 @@ async def test_redrive_exits_3_when_the_broker_is_unreachable(tmp_path: Path) ->
     result = await dlq(settings, "redrive")
     assert result.exit_code == 3
     assert "no broker answers at" in result.output
+
+
+async def test_redrive_fetches_an_original_the_dead_letter_only_names(
+    make_settings: SettingsFactory,
+) -> None:
+    # A dead letter of the worker's own failure (handling-failed) or of an original too big to
+    # copy holds no value, only where the original is. Redrive reads it from there: publishes
+    # it when it is valid, writes a new dead letter (naming it again, not a copy) when it is
+    # not, and says so when retention has deleted it.
+    from streams._processor import dead_letter_headers
+
+    settings = await make_settings(partitions=1)
+    topic = settings.topic("account-disrupted")
+    uncounted = account("RU", minutes=-30)
+    raw = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, max_request_size=2 * 1024 * 1024)
+    await raw.start()
+    try:
+        send = raw.send_and_wait
+        good = await send(
+            topic, codec.encode(uncounted), key=b"RU", headers=codec.headers(uncounted)
+        )
+        huge = await send(topic, b"x" * 1_000_000, key=b"RU")
+        for meta, size, error, code in (
+            (good, len(codec.encode(uncounted)), RuntimeError("disk full"), "handling-failed"),
+            (huge, 1_000_000, ValueError("event is 1000000 bytes"), "decode"),
+        ):
+            headers = dead_letter_headers(topic, meta.partition, meta.offset, error, code)
+            headers.append(("dlq_value_bytes", str(size).encode()))
+            await send(settings.topic(DEAD_LETTER), b"", key=b"RU", headers=headers)
+        gone = dead_letter_headers(topic, 0, 10_000, RuntimeError("lost"), "handling-failed")
+        gone.append(("dlq_value_bytes", b"100"))
+        await send(settings.topic(DEAD_LETTER), b"", key=b"RU", headers=gone)
+    finally:
+        await raw.stop()
+
+    dry = await dlq(settings, "redrive", "--dry-run", "--output", "json")
+    assert dry.exit_code == 1, dry.output  # the huge one would fail again
+    actions = {row["source"]: row["action"] for row in json.loads(dry.output)["items"]}
+    assert actions == {
+        f"{topic}[0]@{good.offset}": "redriven",
+        f"{topic}[0]@{huge.offset}": "failed-again",
+        f"{topic}[0]@10000": "skipped",
+    }
+    before = await end_offsets(settings)
+    assert before[topic] == 2  # a dry run publishes nothing
+
+    done = await dlq(settings, "redrive", "--output", "json")
+    assert done.exit_code == 1, done.output
+    items = {row["source"]: row for row in json.loads(done.output)["items"]}
+    assert "no longer on" in items[f"{topic}[0]@10000"]["detail"]
+    stored = [r.event.event_id for r in await read_all(settings, AccountDisrupted)]
+    assert stored == [uncounted.event_id, uncounted.event_id]  # the original, and its redrive
+    again = [
+        row
+        for row in json.loads((await dlq(settings, "tail", "--from", "earliest",
+                                          "--output", "json")).output)
+        if row["redrive_of"] is not None
+    ]  # fmt: skip
+    assert len(again) == 1
+    assert again[0]["source"] == f"{topic}[0]@{huge.offset}"
+    assert not again[0]["copied"]  # named again, not copied into the dead-letter topic
+    assert again[0]["value_bytes"] == 1_000_000
+    # Done once: a second redrive publishes nothing again (the replacement fails again).
+    twice = await dlq(settings, "redrive", "--output", "json")
+    assert twice.exit_code == 1, twice.output
+    assert (await end_offsets(settings))[topic] == 3
+    redriven = items[f"{topic}[0]@{good.offset}"]["position"]
+    second = {row["position"]: row["action"] for row in json.loads(twice.output)["items"]}
+    assert second[redriven] == "already-redriven"
