@@ -247,9 +247,10 @@ def redrive(
     Exits 0 when nothing failed again, 1 when something did (or would), 3 when the broker is
     unreachable or did not acknowledge some records (running it again is safe).
     """
-    from disruptfeed._dlq import DeadLetterReader, plan_redrive
-    from disruptfeed._dlq import redrive as carry_out
+    from disruptfeed._dlq import DeadLetterReader
     from disruptfeed._dlq_originals import fetch_originals
+    from disruptfeed._redrive import plan_redrive
+    from disruptfeed._redrive import redrive as carry_out
 
     settings = settings_from(ctx)
     begin: Start = _since(since) or "earliest"

@@ -16,8 +16,8 @@ from disruptfeed._dlq import (
     DeadLetterRecord,
     excerpt,
     parse_since,
-    plan_redrive,
 )
+from disruptfeed._redrive import plan_redrive
 from disruptfeed.cli import main
 from disruptfeed.errors import ConfigurationError
 from disruptfeed.settings import Settings
