@@ -144,7 +144,7 @@ def _again(
 
     It copies the original as the worker does: unless it is too big, then it names it.
     """
-    from streams._processor import DLQ_MAX_COPY, dead_letter_headers
+    from streams._processor import dead_letter_headers, too_big_to_copy
 
     assert letter.source_partition is not None
     assert letter.source_offset is not None
@@ -154,11 +154,10 @@ def _again(
         ),
         (REDRIVE_OF_HEADER, letter.position.encode()),
     ]
-    value, headers = letter.original or (letter.value or b"", tuple(letter.original_headers))
-    value = value or b""
-    if len(value) + sum(len(k) + len(v or b"") for k, v in headers) > DLQ_MAX_COPY:
-        return b"", [*reasons, (DLQ_VALUE_BYTES_HEADER, str(len(value)).encode())]
-    return value, [*headers, *reasons]
+    value, headers = letter.original or (letter.value, tuple(letter.original_headers))
+    if too_big_to_copy(value, headers):
+        return b"", [*reasons, (DLQ_VALUE_BYTES_HEADER, str(len(value or b"")).encode())]
+    return value or b"", [*headers, *reasons]
 
 
 async def redrive(

@@ -100,6 +100,11 @@ class DeadLetter:
     headers: list[tuple[str, bytes]]
 
 
+def too_big_to_copy(value: bytes | None, headers: Iterable[tuple[str, bytes | None]]) -> bool:
+    """Whether a dead letter names this original instead of copying it (:data:`DLQ_MAX_COPY`)."""
+    return len(value or b"") + sum(len(k) + len(v or b"") for k, v in headers) > DLQ_MAX_COPY
+
+
 def reason_code_of(error_type: str) -> str:
     """The reason code of a dead letter that names only its error class (``dlq_error_type``).
 
@@ -309,12 +314,12 @@ class Processor:
         except Exception as exc:
             log.exception("internal error on %s[%d]@%d; dead-lettered", topic, partition, offset)
             error, internal = exc, True
-        self.stats.dead_letter(dead_letter_reason(error) if not internal else "internal")
-        reasons = dead_letter_headers(topic, partition, offset, error)
+        code = "internal" if internal else dead_letter_reason(error)
+        self.stats.dead_letter(code)
+        reasons = dead_letter_headers(topic, partition, offset, error, code)
         if key is not None and len(key) > MAX_KEY_BYTES:
             key = None
-        size = len(value or b"") + sum(len(k) + len(v or b"") for k, v in headers)
-        if size > DLQ_MAX_COPY:
+        if too_big_to_copy(value, headers):
             reasons.append((DLQ_VALUE_BYTES_HEADER, str(len(value or b"")).encode()))
             return Outcome(dead_letter=DeadLetter(key, None, reasons), internal_error=internal)
         dead = DeadLetter(key, value, [*headers, *reasons])
